@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * ksm-io.c: reading and writing the kernel's small text files.
+ *
+ * sysfs attributes want the whole value in one write(2) and report the
+ * kernel's refusal through that write's errno, so no stdio buffering here.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ksm-private.h"
+
+gboolean ksm_set_errno_error(GError **error, int err, const char *what, const char *path)
+{
+    int code;
+
+    switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+        code = KSM_ERROR_NOT_AVAILABLE;
+        break;
+    case ESRCH:
+        code = KSM_ERROR_NO_PROCESS;
+        break;
+    case EACCES:
+    case EPERM:
+        g_set_error(error, KSM_ERROR, KSM_ERROR_PERMISSION,
+                    "%s %s: %s (run as root)", what, path, g_strerror(err));
+        return FALSE;
+    case EBUSY:
+        code = KSM_ERROR_BUSY;
+        break;
+    case EINVAL:
+        code = KSM_ERROR_INVALID;
+        break;
+    case EINTR:
+        code = KSM_ERROR_INTERRUPTED;
+        break;
+    case ENOMEM:
+    case EAGAIN:
+        code = KSM_ERROR_NO_MEMORY;
+        break;
+    default:
+        code = KSM_ERROR_FAILED;
+        break;
+    }
+    g_set_error(error, KSM_ERROR, code, "%s %s: %s", what, path, g_strerror(err));
+    return FALSE;
+}
+
+char *ksm_read_text(const char *path, gsize *len, GError **error)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        ksm_set_errno_error(error, errno, "cannot open", path);
+        return NULL;
+    }
+
+    /* Pseudo-files report size 0: read until EOF. */
+    GString *buf = g_string_sized_new(256);
+    for (;;) {
+        char chunk[4096];
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            int err = errno;
+            close(fd);
+            g_string_free(buf, TRUE);
+            /* ESRCH/ENOENT mid-read: the process went away. */
+            ksm_set_errno_error(error, err, "cannot read", path);
+            return NULL;
+        }
+        if (n == 0) {
+            break;
+        }
+        g_string_append_len(buf, chunk, n);
+    }
+    close(fd);
+    if (len) {
+        *len = buf->len;
+    }
+    return g_string_free(buf, FALSE);
+}
+
+int ksm_write_text(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return errno;
+    }
+    size_t len = strlen(text);
+    ssize_t n;
+    do {
+        n = write(fd, text, len);
+    } while (n < 0 && errno == EINTR);
+    int err = n < 0 ? errno : ((size_t)n == len ? 0 : EIO);
+    if (close(fd) < 0 && err == 0 && errno != EINTR) {
+        err = errno;
+    }
+    return err;
+}
+
+char *ksm_proc_path(const KsmContext *ctx, pid_t pid, const char *name)
+{
+    char pidbuf[24];
+    g_snprintf(pidbuf, sizeof(pidbuf), "%d", (int)pid);
+    return g_build_filename(ksm_context_procfs(ctx), pidbuf, name, NULL);
+}
+
+char *ksm_read_proc(const KsmContext *ctx, pid_t pid, const char *name, gsize *len,
+                    GError **error)
+{
+    g_autofree char *path = ksm_proc_path(ctx, pid, name);
+    GError *local = NULL;
+    char *text = ksm_read_text(path, len, &local);
+
+    if (!text) {
+        /* A file missing inside a vanished /proc/PID means the process is gone. */
+        if (g_error_matches(local, KSM_ERROR, KSM_ERROR_NOT_AVAILABLE)) {
+            g_autofree char *dir = ksm_proc_path(ctx, pid, "");
+            if (!g_file_test(dir, G_FILE_TEST_IS_DIR)) {
+                g_clear_error(&local);
+                g_set_error(error, KSM_ERROR, KSM_ERROR_NO_PROCESS,
+                            "process %d has exited", (int)pid);
+                return NULL;
+            }
+        }
+        g_propagate_error(error, local);
+    }
+    return text;
+}
+
+gint64 ksm_now_ms(void)
+{
+    return g_get_monotonic_time() / 1000;
+}

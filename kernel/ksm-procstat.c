@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * ksm-procstat.c: /proc/PID/ksm_stat and /proc/PID/ksm_merging_pages.
+ *
+ * ksm_stat has two line formats: "ksm_rmap_items 12" for figures and
+ * "ksm_merge_any: yes" for flags (6.x).  Older kernels have fewer lines, or
+ * only ksm_merging_pages (6.1); newer ones may add lines we keep as text.
+ */
+#include <string.h>
+
+#include "ksm-private.h"
+
+static const char *const proc_field_names[KSM_PROC__COUNT] = {
+    [KSM_PROC_RMAP_ITEMS] = "ksm_rmap_items",
+    [KSM_PROC_ZERO_PAGES] = "ksm_zero_pages",
+    [KSM_PROC_MERGING_PAGES] = "ksm_merging_pages",
+    [KSM_PROC_PROCESS_PROFIT] = "ksm_process_profit",
+};
+
+const char *ksm_proc_field_name(KsmProcField field)
+{
+    g_return_val_if_fail(field < KSM_PROC__COUNT, NULL);
+    return proc_field_names[field];
+}
+
+void ksm_proc_stat_init(KsmProcStat *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->merge_any = -1;
+    st->mergeable = -1;
+    st->unknown = g_ptr_array_new_with_free_func(g_free);
+}
+
+void ksm_proc_stat_clear(KsmProcStat *st)
+{
+    if (st->unknown) {
+        g_ptr_array_unref(st->unknown);
+    }
+    memset(st, 0, sizeof(*st));
+    st->merge_any = -1;
+    st->mergeable = -1;
+}
+
+static int parse_yes_no(const char *v)
+{
+    if (strcmp(v, "yes") == 0) {
+        return 1;
+    }
+    if (strcmp(v, "no") == 0) {
+        return 0;
+    }
+    return -1;
+}
+
+gboolean ksm_proc_stat_parse(const char *text, KsmProcStat *st, GError **error)
+{
+    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+
+    if (!st->unknown) {
+        ksm_proc_stat_init(st);
+    }
+    for (guint i = 0; lines[i]; i++) {
+        char *line = g_strstrip(lines[i]);
+        if (!*line) {
+            continue;
+        }
+        /* "key: value" or "key value" */
+        char *sep = strpbrk(line, ": \t");
+        if (!sep) {
+            g_ptr_array_add(st->unknown, g_strdup(line));
+            continue;
+        }
+        g_autofree char *key = g_strndup(line, sep - line);
+        char *value = sep + (*sep == ':');
+        value = g_strstrip(value);
+
+        if (strcmp(key, "ksm_merge_any") == 0 || strcmp(key, "ksm_mergeable") == 0) {
+            int yn = parse_yes_no(value);
+            if (yn < 0) {
+                g_set_error(error, KSM_ERROR, KSM_ERROR_PARSE,
+                            "ksm_stat: '%s' should be yes or no", line);
+                return FALSE;
+            }
+            *(strcmp(key, "ksm_merge_any") == 0 ? &st->merge_any : &st->mergeable) = yn;
+            continue;
+        }
+        gboolean known = FALSE;
+        for (int f = 0; f < KSM_PROC__COUNT; f++) {
+            if (strcmp(key, proc_field_names[f]) == 0) {
+                gint64 v;
+                if (!ksm_parse_int(value, &v, NULL)) {
+                    g_set_error(error, KSM_ERROR, KSM_ERROR_PARSE,
+                                "ksm_stat: '%s' does not end in an integer", line);
+                    return FALSE;
+                }
+                st->present[f] = TRUE;
+                st->value[f] = v;
+                known = TRUE;
+            }
+        }
+        if (!known) {
+            g_ptr_array_add(st->unknown, g_strdup(line));
+        }
+    }
+    return TRUE;
+}
+
+gboolean ksm_proc_stat_read(const KsmContext *ctx, pid_t pid, KsmProcStat *st, GError **error)
+{
+    g_autoptr(GError) local = NULL;
+    g_autofree char *text = ksm_read_proc(ctx, pid, "ksm_stat", NULL, &local);
+
+    ksm_proc_stat_init(st);
+    if (text) {
+        return ksm_proc_stat_parse(text, st, error);
+    }
+    if (!g_error_matches(local, KSM_ERROR, KSM_ERROR_NOT_AVAILABLE)) {
+        g_propagate_error(error, g_steal_pointer(&local));
+        return FALSE;
+    }
+    /* Kernels before ksm_stat (5.19..6.0) have ksm_merging_pages only. */
+    g_clear_error(&local);
+    text = ksm_read_proc(ctx, pid, "ksm_merging_pages", NULL, &local);
+    if (!text) {
+        if (g_error_matches(local, KSM_ERROR, KSM_ERROR_NOT_AVAILABLE)) {
+            g_set_error(error, KSM_ERROR, KSM_ERROR_NOT_AVAILABLE,
+                        "this kernel has no per-process KSM figures "
+                        "(/proc/PID/ksm_stat needs Linux 6.1+)");
+            return FALSE;
+        }
+        g_propagate_error(error, g_steal_pointer(&local));
+        return FALSE;
+    }
+    gint64 v;
+    if (!ksm_parse_int(text, &v, error)) {
+        g_prefix_error(error, "ksm_merging_pages of %d: ", (int)pid);
+        return FALSE;
+    }
+    st->present[KSM_PROC_MERGING_PAGES] = TRUE;
+    st->value[KSM_PROC_MERGING_PAGES] = v;
+    return TRUE;
+}
