@@ -88,7 +88,9 @@ char *ksm_read_text(const char *path, gsize *len, GError **error)
 
 int ksm_write_text(const char *path, const char *text)
 {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    /* O_TRUNC: sysfs ignores it (as with the shell's "echo 1 > run"), and a
+     * fake tree's regular file must not keep the tail of a longer old value. */
+    int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
     if (fd < 0) {
         return errno;
     }

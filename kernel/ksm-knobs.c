@@ -59,7 +59,8 @@ gboolean ksm_field_read(const KsmContext *ctx, KsmField field, gint64 *value, GE
 static char *range_text(const KsmFieldInfo *info)
 {
     if (info->max == G_MAXINT32 || info->max == (gint64)G_MAXUINT32) {
-        return g_strdup_printf("an integer >= %" G_GINT64_FORMAT, info->min);
+        return g_strdup_printf("an integer from %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT,
+                               info->min, info->max);
     }
     if (strcmp(info->name, "run") == 0) {
         return g_strdup("0 (stop), 1 (merge) or 2 (stop and unmerge)");

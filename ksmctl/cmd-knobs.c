@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cmd-knobs.c: `ksmctl save` and `ksmctl restore`.
+ *
+ * KSM is global to the host, so every script or test that changes a knob
+ * saves them all first and puts them back afterwards, also when it fails.
+ * The saved form is libksm's "knob=value" text, written atomically.
+ */
+#include <stdio.h>
+
+#include "ksmctl.h"
+
+int ksmctl_cmd_save(KsmctlGlobal *global, int argc, char **argv)
+{
+    g_autofree char *file = NULL;
+    const GOptionEntry entries[] = {
+        { "file", 'f', 0, G_OPTION_ARG_FILENAME, &file,
+          "Write the knobs here (default: standard output)", "FILE" },
+        { NULL },
+    };
+    g_autoptr(GOptionContext) octx =
+        ksmctl_option_context_new(global, "save", "",
+                                  "Save every KSM knob this kernel has as knob=value lines,\n"
+                                  "for `ksmctl restore` to put back.", entries);
+    g_autoptr(GError) error = NULL;
+    int exit_code;
+
+    if (!ksmctl_parse_options(octx, &argc, &argv)) {
+        return KSMCTL_EXIT_USAGE;
+    }
+    if (argc > 1) {
+        return ksmctl_fail(KSMCTL_EXIT_USAGE, "save takes no arguments (see --help)");
+    }
+    g_autoptr(KsmContext) ctx = ksmctl_context_new(global);
+    if (!ksmctl_require_ksm(ctx, &exit_code)) {
+        return exit_code;
+    }
+    g_autoptr(KsmKnobState) state = ksm_knobs_save(ctx, &error);
+    if (!state) {
+        return ksmctl_fail_error(error);
+    }
+    g_autofree char *text = ksm_knob_state_to_text(state);
+    if (!file) {
+        fputs(text, stdout);
+        return KSMCTL_EXIT_OK;
+    }
+    if (!g_file_set_contents_full(file, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600,
+                                  &error)) {
+        return ksmctl_fail(KSMCTL_EXIT_FAILURE, "%s", error->message);
+    }
+    return KSMCTL_EXIT_OK;
+}
+
+int ksmctl_cmd_restore(KsmctlGlobal *global, int argc, char **argv)
+{
+    g_autofree char *file = NULL;
+    gboolean check = FALSE;
+    const GOptionEntry entries[] = {
+        { "file", 'f', 0, G_OPTION_ARG_FILENAME, &file,
+          "The file `ksmctl save` wrote (required)", "FILE" },
+        { "check", 0, 0, G_OPTION_ARG_NONE, &check,
+          "Write nothing; exit 1 naming the first knob that differs", NULL },
+        { NULL },
+    };
+    g_autoptr(GOptionContext) octx =
+        ksmctl_option_context_new(global, "restore", "",
+                                  "Put back the knobs `ksmctl save` saved.  Only knobs that\n"
+                                  "differ are written, in the order the kernel needs\n"
+                                  "(advisor_mode first, run last).", entries);
+    g_autoptr(GError) error = NULL;
+    g_autofree char *text = NULL;
+    int exit_code;
+
+    if (!ksmctl_parse_options(octx, &argc, &argv)) {
+        return KSMCTL_EXIT_USAGE;
+    }
+    if (!file || argc > 1) {
+        return ksmctl_fail(KSMCTL_EXIT_USAGE, "restore needs --file FILE and nothing else");
+    }
+    if (!g_file_get_contents(file, &text, NULL, &error)) {
+        return ksmctl_fail(KSMCTL_EXIT_USAGE, "%s", error->message);
+    }
+    g_autoptr(KsmKnobState) state = ksm_knob_state_from_text(text, &error);
+    if (!state) {
+        return ksmctl_fail(KSMCTL_EXIT_USAGE, "%s: %s", file, error->message);
+    }
+    g_autoptr(KsmContext) ctx = ksmctl_context_new(global);
+    if (!ksmctl_require_ksm(ctx, &exit_code)) {
+        return exit_code;
+    }
+    if (check) {
+        g_autofree char *differs = NULL;
+        if (!ksm_knob_state_matches(ctx, state, &differs, &error)) {
+            return error ? ksmctl_fail_error(error)
+                         : ksmctl_fail(KSMCTL_EXIT_FAILURE, "%s", differs);
+        }
+        return KSMCTL_EXIT_OK;
+    }
+    if (!ksm_writable(ctx, &error)) {
+        return ksmctl_fail_error(error);
+    }
+    g_autoptr(KsmHostLock) lock = ksm_host_lock_acquire(NULL, 30 * 1000, &error);
+    if (!lock || !ksm_knobs_restore(ctx, state, &error)) {
+        return ksmctl_fail_error(error);
+    }
+    return KSMCTL_EXIT_OK;
+}

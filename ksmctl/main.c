@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * main.c: ksmctl's global options and command dispatch.
+ *
+ * Exit codes:
+ *   0  success
+ *   1  failure, including permission errors (knob writes need root)
+ *   2  usage error: bad option, unknown knob, value not an integer or out of range
+ *   3  KSM is not available on this kernel
+ */
+#include <locale.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ksmctl.h"
+
+static const KsmctlCommand commands[] = {
+    { "status", "a short summary: state, memory saved, ratios, scan rate", ksmctl_cmd_status },
+    { "stats", "every KSM knob and counter, derived figures, QEMU processes "
+               "(--json, --prometheus)", ksmctl_cmd_stats },
+    { "set", "change knobs: ksmctl set KNOB=VALUE... (root)", ksmctl_cmd_set },
+    { "watch", "live view with merge rate, scan rate and ksmd CPU", ksmctl_cmd_watch },
+    { "save", "save every knob (for restore)", ksmctl_cmd_save },
+    { "restore", "put saved knobs back (root)", ksmctl_cmd_restore },
+    /* Reserved: implemented in their own cmd-*.c files by their owners. */
+    { "unmerge", "safely unmerge every KSM page on the host (root)", NULL },
+    { "estimate", "how much memory could merge", NULL },
+};
+
+static const KsmctlCommand *find_command(const char *name)
+{
+    for (guint i = 0; i < G_N_ELEMENTS(commands); i++) {
+        if (strcmp(commands[i].name, name) == 0) {
+            return &commands[i];
+        }
+    }
+    return NULL;
+}
+
+static char *global_description(void)
+{
+    GString *text = g_string_new("Commands:\n");
+
+    for (guint i = 0; i < G_N_ELEMENTS(commands); i++) {
+        if (commands[i].run) {
+            g_string_append_printf(text, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        }
+    }
+    g_string_append(text,
+                    "\n'ksmctl COMMAND --help' describes each command.\n"
+                    "\nExit status:\n"
+                    "  0  success\n"
+                    "  1  failure (including permission: knob writes need root)\n"
+                    "  2  usage error (bad option, unknown knob, value not an integer or out of range)\n"
+                    "  3  KSM is not available on this kernel\n");
+    return g_string_free(text, FALSE);
+}
+
+int main(int argc, char **argv)
+{
+    KsmctlGlobal global = { 0 };
+    int status;
+
+    setlocale(LC_ALL, "");
+    g_set_prgname("ksmctl");
+
+    {
+        g_autoptr(GOptionContext) octx = g_option_context_new("COMMAND [ARGS…]");
+        g_autofree char *description = global_description();
+
+        g_option_context_set_summary(octx, "Inspect and control Linux KSM (kernel samepage merging).");
+        g_option_context_set_description(octx, description);
+        g_option_context_set_main_group(octx, ksmctl_global_option_group(&global));
+        /* Stop at the command name: what follows are the command's own options. */
+        g_option_context_set_strict_posix(octx, TRUE);
+        if (!ksmctl_parse_options(octx, &argc, &argv)) {
+            status = KSMCTL_EXIT_USAGE;
+            goto out;
+        }
+        if (argc < 2) {
+            g_autofree char *help = g_option_context_get_help(octx, TRUE, NULL);
+            fputs(help, stderr);
+            status = KSMCTL_EXIT_USAGE;
+            goto out;
+        }
+    }
+
+    const KsmctlCommand *command = find_command(argv[1]);
+    if (!command) {
+        status = ksmctl_fail(KSMCTL_EXIT_USAGE,
+                             "unknown command '%s' (see 'ksmctl --help')", argv[1]);
+    } else if (!command->run) {
+        status = ksmctl_fail(KSMCTL_EXIT_FAILURE,
+                             "'%s' is not available in this build of ksmctl", command->name);
+    } else {
+        status = command->run(&global, argc - 1, argv + 1);
+    }
+
+out:
+    g_free(global.sysfs_root);
+    g_free(global.procfs_root);
+    return status;
+}

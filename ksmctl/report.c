@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * report.c: read everything `ksmctl stats` shows, once, so the table, JSON
+ * and Prometheus outputs describe the same moment.
+ */
+#include "ksmctl.h"
+
+static void process_free(gpointer data)
+{
+    KsmctlProcess *proc = data;
+
+    g_free(proc->guest);
+    g_free(proc->exe);
+    ksm_proc_stat_clear(&proc->stat);
+    g_free(proc->error);
+    g_free(proc);
+}
+
+static gint compare_pid(gconstpointer a, gconstpointer b)
+{
+    const KsmctlProcess *pa = *(KsmctlProcess *const *)a;
+    const KsmctlProcess *pb = *(KsmctlProcess *const *)b;
+    return (pa->pid > pb->pid) - (pa->pid < pb->pid);
+}
+
+static GPtrArray *collect_processes(const KsmContext *ctx)
+{
+    g_autoptr(GPtrArray) found = ksm_find_qemu_processes(ctx);
+    GPtrArray *processes = g_ptr_array_new_with_free_func(process_free);
+
+    for (guint i = 0; found && i < found->len; i++) {
+        const KsmQemuProcess *qemu = g_ptr_array_index(found, i);
+        g_autoptr(GError) error = NULL;
+        KsmctlProcess *proc = g_new0(KsmctlProcess, 1);
+
+        /* ksm_proc_stat_read initialises proc->stat itself. */
+        if (!ksm_proc_stat_read(ctx, qemu->pid, &proc->stat, &error)) {
+            if (g_error_matches(error, KSM_ERROR, KSM_ERROR_NO_PROCESS)) {
+                /* It exited between the listing and the read: not an error. */
+                process_free(proc);
+                continue;
+            }
+            /* Another user's QEMU without privilege: list it, say why no figures. */
+            proc->error = g_strdup(error->message);
+        }
+        proc->pid = qemu->pid;
+        proc->guest = g_strdup(qemu->name);
+        proc->exe = g_strdup(qemu->exe);
+        g_ptr_array_add(processes, proc);
+    }
+    g_ptr_array_sort(processes, compare_pid);
+    return processes;
+}
+
+KsmctlReport *ksmctl_report_collect(const KsmContext *ctx, gboolean with_processes,
+                                    GError **error)
+{
+    g_autoptr(KsmctlReport) report = g_new0(KsmctlReport, 1);
+
+    report->snap = ksm_snapshot_read(ctx, error);
+    if (!report->snap) {
+        return NULL;
+    }
+    report->page_size = ksm_context_page_size(ctx);
+    ksm_derive(report->snap, report->page_size, &report->derived);
+    report->processes = with_processes ? collect_processes(ctx)
+                                       : g_ptr_array_new_with_free_func(process_free);
+
+    /* ksmd's CPU time is a bonus: its absence never fails the report. */
+    report->clock_ticks_per_second = ksm_clock_ticks_per_second();
+    report->ksmd_pid = ksm_ksmd_pid(ctx, NULL);
+    if (report->ksmd_pid > 0) {
+        report->have_ksmd_cpu = ksm_ksmd_cpu_ticks(ctx, report->ksmd_pid,
+                                                   &report->ksmd_cpu_ticks, NULL);
+    }
+    return g_steal_pointer(&report);
+}
+
+void ksmctl_report_free(KsmctlReport *report)
+{
+    if (!report) {
+        return;
+    }
+    ksm_snapshot_free(report->snap);
+    if (report->processes) {
+        g_ptr_array_unref(report->processes);
+    }
+    g_free(report);
+}

@@ -1,0 +1,681 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-ksmctl.c: run the built ksmctl against a fake sysfs/procfs tree.
+ *
+ * The tree copies the real layout:
+ *   <root>/sys/kernel/mm/ksm/<file>       every file of Linux 6.18, plus
+ *                                         two a future kernel might add
+ *   <root>/proc/<pid>/{cmdline,comm,stat,ksm_stat,ksm_merging_pages}
+ * ksmctl is driven as a program (exit codes, stdout, stderr), the way
+ * operators and scripts use it.  $KSMCTL names the binary.
+ */
+#include <errno.h>
+#include <glib.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct {
+    char *root;
+    char *sysfs;
+    char *procfs;
+    char *ksm_dir;
+} Tree;
+
+/* What the fake 6.18 kernel shows.  Values chosen so derived figures are round. */
+static const struct {
+    const char *name;
+    const char *text;
+} ksm_files[] = {
+    { "run", "1\n" },
+    { "pages_to_scan", "100\n" },
+    { "sleep_millisecs", "20\n" },
+    { "merge_across_nodes", "1\n" },
+    { "use_zero_pages", "0\n" },
+    { "max_page_sharing", "256\n" },
+    { "stable_node_chains_prune_millisecs", "2000\n" },
+    { "smart_scan", "1\n" },
+    { "advisor_mode", "[none] scan-time\n" },
+    { "advisor_max_cpu", "70\n" },
+    { "advisor_target_scan_time", "200\n" },
+    { "advisor_min_pages_to_scan", "500\n" },
+    { "advisor_max_pages_to_scan", "30000\n" },
+    { "pages_shared", "256\n" },
+    { "pages_sharing", "2560\n" },
+    { "pages_unshared", "1280\n" },
+    { "pages_volatile", "64\n" },
+    { "full_scans", "7\n" },
+    { "stable_node_chains", "0\n" },
+    { "stable_node_dups", "0\n" },
+    { "pages_scanned", "123456\n" },
+    { "pages_skipped", "10\n" },
+    { "ksm_zero_pages", "0\n" },
+    { "general_profit", "10240000\n" },
+    /* Not known to libksm: must still be shown, by name, raw. */
+    { "future_counter", "42\n" },
+    { "future_mode", "[fast] slow\n" },
+};
+
+static void write_file(const char *dir, const char *name, const char *content, gssize len)
+{
+    g_autoptr(GError) error = NULL;
+    g_autofree char *path = g_build_filename(dir, name, NULL);
+
+    g_assert_cmpint(g_mkdir_with_parents(dir, 0755), ==, 0);
+    g_file_set_contents(path, content, len, &error);
+    g_assert_no_error(error);
+    g_assert_cmpint(g_chmod(path, 0644), ==, 0);
+}
+
+static char *read_ksm_file(const Tree *t, const char *name)
+{
+    g_autofree char *path = g_build_filename(t->ksm_dir, name, NULL);
+    char *text = NULL;
+    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+    return text;
+}
+
+/* A /proc/PID directory.  cmdline is NUL-separated (cmdline_len bytes). */
+static void add_process(const Tree *t, int pid, const char *comm, const char *cmdline,
+                        gssize cmdline_len, unsigned long flags, const char *ksm_stat,
+                        const char *ksm_merging_pages)
+{
+    g_autofree char *pid_text = g_strdup_printf("%d", pid);
+    g_autofree char *dir = g_build_filename(t->procfs, pid_text, NULL);
+    g_autofree char *comm_line = g_strdup_printf("%s\n", comm);
+    /* The real layout: pid (comm) state ppid pgrp session tty tpgid flags
+     * minflt cminflt majflt cmajflt utime stime ... */
+    g_autofree char *stat = g_strdup_printf("%d (%s) S 2 0 0 0 -1 %lu 0 0 0 0 150 50 0 0 "
+                                            "20 0 1 0 16 0 0 18446744073709551615 0 0 0 0 "
+                                            "0 0 0 2147483647 0 1 0 0 17 0 0 0 0 0 0 0 0 0 "
+                                            "0 0 0 0 0\n", pid, comm, flags);
+
+    write_file(dir, "comm", comm_line, -1);
+    write_file(dir, "cmdline", cmdline, cmdline_len);
+    write_file(dir, "stat", stat, -1);
+    if (ksm_stat) {
+        write_file(dir, "ksm_stat", ksm_stat, -1);
+    }
+    if (ksm_merging_pages) {
+        write_file(dir, "ksm_merging_pages", ksm_merging_pages, -1);
+    }
+}
+
+#define PF_KTHREAD 0x00200000UL
+#define PF_USER 0x00400100UL
+
+static const char qemu_vm1_cmdline[] =
+    "/usr/bin/qemu-system-x86_64\0-name\0guest=vm1,debug-threads=on\0-m\0001024\0";
+/* A guest name a Prometheus label must escape: a quote and a backslash. */
+static const char qemu_odd_cmdline[] = "qemu-system-aarch64\0-name\0guest=a\"b\\c\0";
+static const char qemu_nostat_cmdline[] = "qemu-kvm\0-name\0vm3\0";
+static const char shell_cmdline[] = "/bin/bash\0-l\0";
+static const char fake_ksmd_cmdline[] = "./ksmd\0";
+
+static void tree_setup(Tree *t, gconstpointer data)
+{
+    gboolean empty = data != NULL;
+
+    t->root = g_dir_make_tmp("ksmctl-test-XXXXXX", NULL);
+    g_assert_nonnull(t->root);
+    /* Readable by all: one test runs ksmctl as an unprivileged user. */
+    g_assert_cmpint(g_chmod(t->root, 0755), ==, 0);
+    t->sysfs = g_build_filename(t->root, "sys", NULL);
+    t->procfs = g_build_filename(t->root, "proc", NULL);
+    t->ksm_dir = g_build_filename(t->sysfs, "kernel", "mm", "ksm", NULL);
+    g_assert_cmpint(g_mkdir_with_parents(t->sysfs, 0755), ==, 0);
+    g_assert_cmpint(g_mkdir_with_parents(t->procfs, 0755), ==, 0);
+
+    /* Never the real host lock: a real unmerge must not block these tests. */
+    g_autofree char *lock = g_build_filename(t->root, "lock", "ksm.lock", NULL);
+    g_setenv("SAMEPAGE_LOCK", lock, TRUE);
+
+    if (empty) {
+        return;   /* a kernel without CONFIG_KSM */
+    }
+    for (guint i = 0; i < G_N_ELEMENTS(ksm_files); i++) {
+        write_file(t->ksm_dir, ksm_files[i].name, ksm_files[i].text, -1);
+    }
+    add_process(t, 37, "ksmd", "", 0, PF_KTHREAD | 0x40, NULL, NULL);
+    add_process(t, 38, "ksmd", fake_ksmd_cmdline, sizeof(fake_ksmd_cmdline) - 1, PF_USER,
+                NULL, NULL);
+    add_process(t, 100, "bash", shell_cmdline, sizeof(shell_cmdline) - 1, PF_USER,
+                "ksm_rmap_items 0\nksm_zero_pages 0\nksm_merging_pages 0\n"
+                "ksm_process_profit 0\nksm_merge_any: no\nksm_mergeable: no\n", "0\n");
+    add_process(t, 4242, "qemu-system-x86", qemu_vm1_cmdline, sizeof(qemu_vm1_cmdline) - 1,
+                PF_USER,
+                "ksm_rmap_items 3000\nksm_zero_pages 12\nksm_merging_pages 1000\n"
+                "ksm_process_profit 3904000\nksm_merge_any: no\nksm_mergeable: yes\n"
+                "ksm_future_line 5\n", "1000\n");
+    /* An older kernel: ksm_merging_pages only. */
+    add_process(t, 4243, "qemu-system-aar", qemu_odd_cmdline, sizeof(qemu_odd_cmdline) - 1,
+                PF_USER, NULL, "7\n");
+    /* No per-process KSM files at all: listed with the reason, never fatal. */
+    add_process(t, 4244, "qemu-kvm", qemu_nostat_cmdline, sizeof(qemu_nostat_cmdline) - 1,
+                PF_USER, NULL, NULL);
+}
+
+static gboolean remove_tree(const char *path)
+{
+    g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
+    if (dir) {
+        const char *name;
+        while ((name = g_dir_read_name(dir))) {
+            g_autofree char *child = g_build_filename(path, name, NULL);
+            if (g_file_test(child, G_FILE_TEST_IS_DIR) && !g_file_test(child, G_FILE_TEST_IS_SYMLINK)) {
+                remove_tree(child);
+            } else {
+                g_unlink(child);
+            }
+        }
+    }
+    return g_rmdir(path) == 0 || g_unlink(path) == 0;
+}
+
+static void tree_teardown(Tree *t, gconstpointer data)
+{
+    remove_tree(t->root);
+    g_free(t->root);
+    g_free(t->sysfs);
+    g_free(t->procfs);
+    g_free(t->ksm_dir);
+}
+
+static const char *ksmctl_path(void)
+{
+    const char *path = g_getenv("KSMCTL");
+    g_assert_nonnull(path);
+    return path;
+}
+
+/*
+ * Run ksmctl with the fake roots and the given arguments (NULL-terminated).
+ * prefix (may be NULL) is prepended to the command, e.g. setpriv.
+ */
+static int run_ksmctl_argv(const Tree *t, const char *const *prefix, const char *const *args,
+                           char **out, char **err)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_autoptr(GError) error = NULL;
+    g_autofree char *sysfs_arg = g_strdup_printf("--sysfs-root=%s", t->sysfs);
+    g_autofree char *procfs_arg = g_strdup_printf("--procfs-root=%s", t->procfs);
+    char *stdout_text = NULL, *stderr_text = NULL;
+    int wait_status = 0;
+
+    for (guint i = 0; prefix && prefix[i]; i++) {
+        g_ptr_array_add(argv, (char *)prefix[i]);
+    }
+    g_ptr_array_add(argv, (char *)ksmctl_path());
+    g_ptr_array_add(argv, sysfs_arg);
+    g_ptr_array_add(argv, procfs_arg);
+    for (guint i = 0; args[i]; i++) {
+        g_ptr_array_add(argv, (char *)args[i]);
+    }
+    g_ptr_array_add(argv, NULL);
+
+    g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
+                 &stdout_text, &stderr_text, &wait_status, &error);
+    g_assert_no_error(error);
+    g_test_message("ksmctl %s ... -> status %d\nstdout:\n%s\nstderr:\n%s",
+                   args[0] ? args[0] : "", wait_status, stdout_text, stderr_text);
+    g_assert_true(WIFEXITED(wait_status));
+    if (out) {
+        *out = stdout_text;
+    } else {
+        g_free(stdout_text);
+    }
+    if (err) {
+        *err = stderr_text;
+    } else {
+        g_free(stderr_text);
+    }
+    return WEXITSTATUS(wait_status);
+}
+
+#define run_ksmctl(t, out, err, ...) \
+    run_ksmctl_argv((t), NULL, (const char *const[]){ __VA_ARGS__, NULL }, (out), (err))
+
+/* Errors are one line, "ksmctl: <message>". */
+static void assert_one_error_line(const char *err)
+{
+    g_assert_true(g_str_has_prefix(err, "ksmctl: "));
+    const char *newline = strchr(err, '\n');
+    g_assert_nonnull(newline);
+    g_assert_cmpstr(newline + 1, ==, "");
+}
+
+static void test_status(Tree *t, gconstpointer data)
+{
+    g_autofree char *out = NULL;
+
+    g_assert_cmpint(run_ksmctl(t, &out, NULL, "status"), ==, 0);
+    g_assert_nonnull(strstr(out, "running"));
+    /* 100 pages every 20 ms */
+    g_assert_nonnull(strstr(out, "5000 pages/s"));
+    /* sharing 2560 / shared 256; waste 1280 / 2560 */
+    g_assert_nonnull(strstr(out, "Sharing ratio:  10.00"));
+    g_assert_nonnull(strstr(out, "Waste ratio:    0.50"));
+    g_assert_nonnull(strstr(out, "Full scans:     7"));
+    g_assert_nonnull(strstr(out, "Advisor:        none"));
+    if (sysconf(_SC_PAGESIZE) == 4096) {
+        /* 2560 pages of 4 KiB */
+        g_assert_nonnull(strstr(out, "Saved memory:   10.0 MiB"));
+    }
+
+    /* run=2 reads as unmerging, run=0 as stopped. */
+    write_file(t->ksm_dir, "run", "2\n", -1);
+    g_clear_pointer(&out, g_free);
+    g_assert_cmpint(run_ksmctl(t, &out, NULL, "status"), ==, 0);
+    g_assert_nonnull(strstr(out, "unmerging"));
+    write_file(t->ksm_dir, "run", "0\n", -1);
+    g_clear_pointer(&out, g_free);
+    g_assert_cmpint(run_ksmctl(t, &out, NULL, "status"), ==, 0);
+    g_assert_nonnull(strstr(out, "stopped"));
+}
+
+static JsonObject *find_process(JsonArray *processes, gint64 pid)
+{
+    for (guint i = 0; i < json_array_get_length(processes); i++) {
+        JsonObject *proc = json_array_get_object_element(processes, i);
+        if (json_object_get_int_member(proc, "pid") == pid) {
+            return proc;
+        }
+    }
+    return NULL;
+}
+
+static void test_stats_json(Tree *t, gconstpointer data)
+{
+    g_autofree char *out = NULL;
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GError) error = NULL;
+
+    g_assert_cmpint(run_ksmctl(t, &out, NULL, "stats", "--json"), ==, 0);
+    json_parser_load_from_data(parser, out, -1, &error);
+    g_assert_no_error(error);
+    JsonObject *root = json_node_get_object(json_parser_get_root(parser));
+    JsonObject *knobs = json_object_get_object_member(root, "knobs");
+    JsonObject *counters = json_object_get_object_member(root, "counters");
+    JsonObject *unknown = json_object_get_object_member(root, "unknown");
+    g_assert_nonnull(knobs);
+    g_assert_nonnull(counters);
+    g_assert_nonnull(unknown);
+
+    /* Every file of the tree appears exactly once, known or not. */
+    guint total = json_object_get_size(knobs) + json_object_get_size(counters) +
+                  json_object_get_size(unknown);
+    g_assert_cmpuint(total, ==, G_N_ELEMENTS(ksm_files));
+    for (guint i = 0; i < G_N_ELEMENTS(ksm_files); i++) {
+        const char *name = ksm_files[i].name;
+        g_test_message("looking for %s", name);
+        g_assert_true(json_object_has_member(knobs, name) ||
+                      json_object_has_member(counters, name) ||
+                      json_object_has_member(unknown, name));
+    }
+    g_assert_cmpint(json_object_get_int_member(counters, "pages_sharing"), ==, 2560);
+    g_assert_cmpint(json_object_get_int_member(knobs, "pages_to_scan"), ==, 100);
+    g_assert_cmpstr(json_object_get_string_member(knobs, "advisor_mode"), ==, "none");
+    g_assert_cmpstr(json_object_get_string_member(unknown, "future_counter"), ==, "42");
+    g_assert_cmpstr(json_object_get_string_member(unknown, "future_mode"), ==, "[fast] slow");
+
+    JsonObject *derived = json_object_get_object_member(root, "derived");
+    g_assert_cmpfloat_with_epsilon(json_object_get_double_member(derived, "sharing_ratio"),
+                                   10.0, 1e-9);
+    g_assert_cmpint(json_object_get_int_member(derived, "saved_bytes"), ==,
+                    2560 * sysconf(_SC_PAGESIZE));
+
+    /* The kernel thread, not the user process that calls itself ksmd. */
+    JsonObject *ksmd = json_object_get_object_member(root, "ksmd");
+    g_assert_nonnull(ksmd);
+    g_assert_cmpint(json_object_get_int_member(ksmd, "pid"), ==, 37);
+
+    JsonArray *processes = json_object_get_array_member(root, "processes");
+    g_assert_cmpuint(json_array_get_length(processes), ==, 3);   /* not bash, not ksmd */
+    JsonObject *vm1 = find_process(processes, 4242);
+    g_assert_nonnull(vm1);
+    g_assert_cmpstr(json_object_get_string_member(vm1, "guest"), ==, "vm1");
+    g_assert_cmpstr(json_object_get_string_member(vm1, "exe"), ==, "qemu-system-x86_64");
+    JsonObject *stat = json_object_get_object_member(vm1, "ksm_stat");
+    g_assert_cmpint(json_object_get_int_member(stat, "ksm_merging_pages"), ==, 1000);
+    g_assert_cmpint(json_object_get_int_member(stat, "ksm_rmap_items"), ==, 3000);
+    g_assert_cmpint(json_object_get_int_member(stat, "ksm_zero_pages"), ==, 12);
+    g_assert_cmpint(json_object_get_int_member(stat, "ksm_process_profit"), ==, 3904000);
+    g_assert_true(json_object_get_boolean_member(stat, "ksm_mergeable"));
+    g_assert_false(json_object_get_boolean_member(stat, "ksm_merge_any"));
+
+    JsonObject *odd = find_process(processes, 4243);
+    g_assert_nonnull(odd);
+    g_assert_cmpstr(json_object_get_string_member(odd, "guest"), ==, "a\"b\\c");
+    stat = json_object_get_object_member(odd, "ksm_stat");
+    g_assert_cmpint(json_object_get_int_member(stat, "ksm_merging_pages"), ==, 7);
+
+    JsonObject *nostat = find_process(processes, 4244);
+    g_assert_nonnull(nostat);
+    g_assert_true(json_object_has_member(nostat, "error"));
+}
+
+/* Metric and label names of the exposition format. */
+#define NAME_RE "[a-zA-Z_:][a-zA-Z0-9_:]*"
+#define LABEL_RE "[a-zA-Z_][a-zA-Z0-9_]*=\"(?:[^\"\\\\\\n]|\\\\[\\\\\"n])*\""
+
+static void test_stats_prometheus(Tree *t, gconstpointer data)
+{
+    g_autofree char *out = NULL;
+    g_autoptr(GRegex) help_re = g_regex_new("^# HELP (" NAME_RE ") .+$", 0, 0, NULL);
+    g_autoptr(GRegex) type_re = g_regex_new("^# TYPE (" NAME_RE ") (counter|gauge|untyped)$",
+                                            0, 0, NULL);
+    g_autoptr(GRegex) sample_re = g_regex_new("^(" NAME_RE ")(\\{" LABEL_RE "(?:," LABEL_RE
+                                              ")*\\})? (\\S+)$", 0, 0, NULL);
+    g_autoptr(GHashTable) helped = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_autoptr(GHashTable) typed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    g_autoptr(GHashTable) finished = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    g_autofree char *current = NULL;
+    guint samples = 0;
+
+    g_assert_cmpint(run_ksmctl(t, &out, NULL, "stats", "--prometheus"), ==, 0);
+    g_assert_true(g_str_has_suffix(out, "\n"));
+    g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
+    for (guint i = 0; lines[i] && lines[i][0]; i++) {
+        const char *line = lines[i];
+        g_autoptr(GMatchInfo) match = NULL;
+        g_test_message("%s", line);
+
+        if (g_regex_match(help_re, line, 0, &match)) {
+            g_autofree char *name = g_match_info_fetch(match, 1);
+            g_assert_false(g_hash_table_contains(helped, name));   /* one HELP per family */
+            g_assert_false(g_hash_table_contains(finished, name)); /* families not split */
+            if (current) {
+                g_hash_table_add(finished, g_steal_pointer(&current));
+            }
+            current = g_strdup(name);
+            g_hash_table_add(helped, g_steal_pointer(&name));
+            continue;
+        }
+        g_clear_pointer(&match, g_match_info_free);
+        if (g_regex_match(type_re, line, 0, &match)) {
+            g_autofree char *name = g_match_info_fetch(match, 1);
+            g_assert_cmpstr(name, ==, current);   /* TYPE right after its HELP */
+            g_assert_false(g_hash_table_contains(typed, name));
+            g_hash_table_insert(typed, g_steal_pointer(&name), g_match_info_fetch(match, 2));
+            continue;
+        }
+        g_clear_pointer(&match, g_match_info_free);
+        g_assert_true(g_regex_match(sample_re, line, 0, &match));
+        g_autofree char *name = g_match_info_fetch(match, 1);
+        g_autofree char *value = g_match_info_fetch(match, 3);
+        /* Every sample belongs to the family announced just before it. */
+        g_assert_cmpstr(name, ==, current);
+        g_assert_true(g_hash_table_contains(typed, name));
+        const char *type = g_hash_table_lookup(typed, name);
+        /* Conventions: counters end in _total, gauges never do. */
+        g_assert_cmpint(g_str_has_suffix(name, "_total"), ==, strcmp(type, "counter") == 0);
+        char *end = NULL;
+        g_ascii_strtod(value, &end);
+        g_assert_true(end && *end == '\0' && end != value);
+        samples++;
+    }
+    g_assert_cmpuint(samples, >, 30);
+
+    g_assert_nonnull(strstr(out, "\n# TYPE ksm_pages_sharing gauge\nksm_pages_sharing 2560\n"));
+    g_assert_nonnull(strstr(out, "\n# TYPE ksm_full_scans_total counter\nksm_full_scans_total 7\n"));
+    g_assert_nonnull(strstr(out, "\nksm_sleep_seconds 0.02\n"));
+    g_assert_nonnull(strstr(out, "\nksm_saved_bytes "));
+    g_assert_nonnull(strstr(out, "\nksm_advisor_mode{mode=\"none\"} 1\n"));
+    g_assert_nonnull(strstr(out, "\nksm_unknown_file_value{file=\"future_counter\"} 42\n"));
+    g_assert_nonnull(strstr(out, "\nksm_unknown_file_info{file=\"future_mode\",value=\"[fast] slow\"} 1\n"));
+    g_assert_nonnull(strstr(out, "\nsamepage_process_ksm_merging_pages{pid=\"4242\",guest=\"vm1\"} 1000\n"));
+    /* The label value escapes the quote and the backslash. */
+    g_assert_nonnull(strstr(out, "\nsamepage_process_ksm_merging_pages{pid=\"4243\",guest=\"a\\\"b\\\\c\"} 7\n"));
+    g_assert_nonnull(strstr(out, "\n# TYPE ksm_ksmd_cpu_seconds_total counter\nksm_ksmd_cpu_seconds_total "));
+}
+
+static void test_stats_table(Tree *t, gconstpointer data)
+{
+    g_autofree char *out = NULL;
+
+    g_assert_cmpint(run_ksmctl(t, &out, NULL, "stats"), ==, 0);
+    for (guint i = 0; i < G_N_ELEMENTS(ksm_files); i++) {
+        g_assert_nonnull(strstr(out, ksm_files[i].name));
+    }
+    g_assert_nonnull(strstr(out, "[fast] slow"));
+    g_assert_nonnull(strstr(out, "vm1"));
+    g_assert_nonnull(strstr(out, "4242"));
+
+    /* --json and --prometheus together is a usage error. */
+    g_autofree char *err = NULL;
+    g_assert_cmpint(run_ksmctl(t, NULL, &err, "stats", "--json", "--prometheus"), ==, 2);
+    assert_one_error_line(err);
+}
+
+static void test_set_good(Tree *t, gconstpointer data)
+{
+    g_autofree char *out = NULL;
+
+    g_assert_cmpint(run_ksmctl(t, &out, NULL, "set", "pages_to_scan=500", "sleep_millisecs=50",
+                               "advisor_mode=scan-time"), ==, 0);
+    g_assert_nonnull(strstr(out, "pages_to_scan: 100 -> 500\n"));
+    g_assert_nonnull(strstr(out, "sleep_millisecs: 20 -> 50\n"));
+    g_assert_nonnull(strstr(out, "advisor_mode: none -> scan-time\n"));
+
+    g_autofree char *pages = read_ksm_file(t, "pages_to_scan");
+    g_autofree char *sleep_ms = read_ksm_file(t, "sleep_millisecs");
+    g_autofree char *advisor = read_ksm_file(t, "advisor_mode");
+    g_assert_cmpint(g_ascii_strtoll(pages, NULL, 10), ==, 500);
+    g_assert_cmpint(g_ascii_strtoll(sleep_ms, NULL, 10), ==, 50);
+    g_assert_true(g_str_has_prefix(advisor, "scan-time"));
+}
+
+/* Snapshot every file of the tree, to prove a refused set wrote nothing. */
+static GHashTable *ksm_dir_contents(const Tree *t)
+{
+    GHashTable *contents = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+    for (guint i = 0; i < G_N_ELEMENTS(ksm_files); i++) {
+        g_hash_table_insert(contents, g_strdup(ksm_files[i].name),
+                            read_ksm_file(t, ksm_files[i].name));
+    }
+    return contents;
+}
+
+static void assert_unchanged(const Tree *t, GHashTable *before)
+{
+    g_autoptr(GHashTable) after = ksm_dir_contents(t);
+    GHashTableIter iter;
+    gpointer name, text;
+
+    g_hash_table_iter_init(&iter, before);
+    while (g_hash_table_iter_next(&iter, &name, &text)) {
+        g_assert_cmpstr(g_hash_table_lookup(after, name), ==, text);
+    }
+}
+
+static void test_set_bad(Tree *t, gconstpointer data)
+{
+    g_autoptr(GHashTable) before = ksm_dir_contents(t);
+    static const struct {
+        const char *first, *second;
+        const char *must_name;
+    } cases[] = {
+        { "pages_to_scan=500", "sleep_millisecs=abc", "sleep_millisecs" },   /* not an integer */
+        { "pages_to_scan=500", "run=7", "run" },                           /* out of range */
+        { "sleep_millisecs=50", "max_page_sharing=1", "max_page_sharing" },
+        { "pages_to_scan=500", "advisor_max_cpu=101", "advisor_max_cpu" },
+        { "pages_to_scan=500", "sleep_millisecs=12abc", "sleep_millisecs" },
+        { "pages_to_scan=500", "no_such_knob=1", "no_such_knob" },           /* unknown */
+        { "pages_to_scan=500", "pages_shared=1", "pages_shared" },           /* a counter */
+        { "pages_to_scan=500", "advisor_mode=fastest", "advisor_mode" },
+        { "pages_to_scan=500", "sleep_millisecs", "sleep_millisecs" },       /* no '=' */
+        { "pages_to_scan=500", "pages_to_scan=600", "pages_to_scan" },       /* twice */
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *err = NULL;
+        g_assert_cmpint(run_ksmctl(t, NULL, &err, "set", cases[i].first, cases[i].second), ==, 2);
+        assert_one_error_line(err);
+        g_assert_nonnull(strstr(err, cases[i].must_name));
+        assert_unchanged(t, before);
+    }
+
+    /* The range is named for out-of-range values. */
+    g_autofree char *err = NULL;
+    g_assert_cmpint(run_ksmctl(t, NULL, &err, "set", "advisor_max_cpu=101"), ==, 2);
+    g_assert_nonnull(strstr(err, "1..100"));
+
+    /* No pairs at all. */
+    g_clear_pointer(&err, g_free);
+    g_assert_cmpint(run_ksmctl(t, NULL, &err, "set"), ==, 2);
+    assert_one_error_line(err);
+}
+
+static void test_set_not_root(Tree *t, gconstpointer data)
+{
+    g_autofree char *setpriv = g_find_program_in_path("setpriv");
+
+    if (geteuid() != 0 || !setpriv) {
+        g_test_skip("needs root and setpriv to run ksmctl as another user");
+        return;
+    }
+    g_autoptr(GHashTable) before = ksm_dir_contents(t);
+    const char *const prefix[] = { setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+                                   NULL };
+    const char *const args[] = { "set", "pages_to_scan=500", NULL };
+    g_autofree char *err = NULL;
+    g_autofree char *out = NULL;
+
+    int status = run_ksmctl_argv(t, prefix, args, &out, &err);
+    if (status == 126 || status == 127 || strstr(err, "setpriv")) {
+        g_test_skip("setpriv could not run ksmctl as nobody here");
+        return;
+    }
+    g_assert_cmpint(status, ==, 1);
+    assert_one_error_line(err);
+    g_assert_nonnull(strstr(err, "root"));
+    assert_unchanged(t, before);
+}
+
+static void test_no_ksm(Tree *t, gconstpointer data)
+{
+    static const char *const commands[][3] = {
+        { "status", NULL },
+        { "stats", NULL },
+        { "stats", "--json" },
+        { "stats", "--prometheus" },
+        { "watch", "--count=1" },
+        { "set", "run=1" },
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS(commands); i++) {
+        g_autofree char *out = NULL;
+        g_autofree char *err = NULL;
+        const char *const args[] = { commands[i][0], commands[i][1], NULL };
+        g_assert_cmpint(run_ksmctl_argv(t, NULL, args, &out, &err), ==, 3);
+        assert_one_error_line(err);
+        g_assert_nonnull(strstr(err, "KSM"));
+        g_assert_cmpstr(out, ==, "");
+    }
+}
+
+static void test_usage(Tree *t, gconstpointer data)
+{
+    static const char *const commands[] = { "status", "stats", "set", "watch" };
+    g_autofree char *out = NULL;
+    g_autofree char *err = NULL;
+
+    g_assert_cmpint(run_ksmctl(t, &out, NULL, "--help"), ==, 0);
+    g_assert_nonnull(strstr(out, "Exit status"));
+    for (guint i = 0; i < G_N_ELEMENTS(commands); i++) {
+        g_clear_pointer(&out, g_free);
+        g_assert_cmpint(run_ksmctl(t, &out, NULL, commands[i], "--help"), ==, 0);
+        g_assert_nonnull(strstr(out, commands[i]));
+        g_assert_nonnull(strstr(out, "--sysfs-root"));
+    }
+    g_assert_cmpint(run_ksmctl(t, NULL, &err, "frobnicate"), ==, 2);
+    assert_one_error_line(err);
+    g_clear_pointer(&err, g_free);
+    g_assert_cmpint(run_ksmctl(t, NULL, &err, "stats", "--no-such-option"), ==, 2);
+    assert_one_error_line(err);
+    g_clear_pointer(&err, g_free);
+    g_assert_cmpint(run_ksmctl(t, NULL, &err, "status", "extra"), ==, 2);
+    g_clear_pointer(&err, g_free);
+    g_assert_cmpint(run_ksmctl(t, NULL, &err, "watch", "--interval=0"), ==, 2);
+    g_clear_pointer(&err, g_free);
+    g_assert_cmpint(run_ksmctl(t, NULL, &err, "watch", "--count=-1"), ==, 2);
+    /* No command at all. */
+    const char *const none[] = { NULL };
+    g_clear_pointer(&err, g_free);
+    g_assert_cmpint(run_ksmctl_argv(t, NULL, none, NULL, &err), ==, 2);
+}
+
+static void test_watch_count(Tree *t, gconstpointer data)
+{
+    g_autofree char *out = NULL;
+
+    /* stdout is a pipe here: plain blocks, no terminal control sequences. */
+    g_assert_cmpint(run_ksmctl(t, &out, NULL, "watch", "--interval=0.05", "--count=3"), ==, 0);
+    g_assert_null(strchr(out, '\033'));
+    guint blocks = 0;
+    for (const char *p = out; (p = strstr(p, "ksmctl watch:")); p++) {
+        blocks++;
+    }
+    g_assert_cmpuint(blocks, ==, 3);
+    g_assert_nonnull(strstr(out, "Merge rate     +0.0 pages/s"));
+    g_assert_nonnull(strstr(out, "Full scans/s   0.000"));
+    /* The kernel thread (pid 37), not the user process named ksmd (38). */
+    g_assert_nonnull(strstr(out, "ksmd CPU       0.0 % (pid 37)"));
+}
+
+static void test_watch_sigint(Tree *t, gconstpointer data)
+{
+    g_autofree char *sysfs_arg = g_strdup_printf("--sysfs-root=%s", t->sysfs);
+    g_autofree char *procfs_arg = g_strdup_printf("--procfs-root=%s", t->procfs);
+    const char *argv[] = { ksmctl_path(), sysfs_arg, procfs_arg, "watch", "--interval=0.1", NULL };
+    g_autoptr(GError) error = NULL;
+    GPid pid;
+    int out_fd;
+
+    g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
+                             &pid, NULL, &out_fd, NULL, &error);
+    g_assert_no_error(error);
+    /* Let it draw a few frames, then Ctrl-C. */
+    g_usleep(400 * 1000);
+    g_assert_cmpint(kill(pid, SIGINT), ==, 0);
+
+    int wait_status = 0;
+    gint64 deadline = g_get_monotonic_time() + 5 * G_USEC_PER_SEC;
+    pid_t done = 0;
+    while ((done = waitpid(pid, &wait_status, WNOHANG)) == 0 && g_get_monotonic_time() < deadline) {
+        g_usleep(20 * 1000);
+    }
+    if (done == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &wait_status, 0);
+        g_assert_not_reached();
+    }
+    close(out_fd);
+    /* A clean exit through the main loop, not death by the signal. */
+    g_assert_true(WIFEXITED(wait_status));
+    g_assert_cmpint(WEXITSTATUS(wait_status), ==, 0);
+}
+
+#define TREE_TEST(path, func, data) \
+    g_test_add((path), Tree, (data), tree_setup, (func), tree_teardown)
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+
+    TREE_TEST("/ksmctl/status", test_status, NULL);
+    TREE_TEST("/ksmctl/stats/json", test_stats_json, NULL);
+    TREE_TEST("/ksmctl/stats/prometheus", test_stats_prometheus, NULL);
+    TREE_TEST("/ksmctl/stats/table", test_stats_table, NULL);
+    TREE_TEST("/ksmctl/set/good", test_set_good, NULL);
+    TREE_TEST("/ksmctl/set/bad-writes-nothing", test_set_bad, NULL);
+    TREE_TEST("/ksmctl/set/not-root", test_set_not_root, NULL);
+    TREE_TEST("/ksmctl/no-ksm", test_no_ksm, "empty");
+    TREE_TEST("/ksmctl/usage", test_usage, NULL);
+    TREE_TEST("/ksmctl/watch/count", test_watch_count, NULL);
+    TREE_TEST("/ksmctl/watch/sigint", test_watch_sigint, NULL);
+    return g_test_run();
+}
