@@ -105,7 +105,7 @@ gboolean ksm_parse_advisor_mode(const char *text, gint64 *value, GError **error)
 
     if (open) {
         const char *close = strchr(open, ']');
-        if (!close) {
+        if (!close || strchr(close, '[')) {   /* unterminated, or two selected */
             goto bad;
         }
         chosen = g_strndup(open + 1, close - open - 1);

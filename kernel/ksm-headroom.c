@@ -46,7 +46,18 @@ static gboolean meminfo_available(const KsmContext *ctx, guint64 *bytes, GError 
         g_set_error(error, KSM_ERROR, KSM_ERROR_PARSE, "%s has no MemAvailable line", path);
         return FALSE;
     }
-    *bytes = g_ascii_strtoull(line + strlen("MemAvailable:"), NULL, 10) * 1024;
+    const char *num = line + strlen("MemAvailable:");
+    char *end;
+    while (*num == ' ' || *num == '\t') {
+        num++;
+    }
+    guint64 kb = g_ascii_strtoull(num, &end, 10);
+    if (end == num || (*end && !g_ascii_isspace(*end))) {
+        g_set_error(error, KSM_ERROR, KSM_ERROR_PARSE,
+                    "%s: cannot read the MemAvailable line", path);
+        return FALSE;
+    }
+    *bytes = kb * 1024;
     return TRUE;
 }
 

@@ -95,10 +95,10 @@ int ksm_write_text(const char *path, const char *text)
         return errno;
     }
     size_t len = strlen(text);
-    ssize_t n;
-    do {
-        n = write(fd, text, len);
-    } while (n < 0 && errno == EINTR);
+    /* One write, never retried on EINTR: for run=2 EINTR means the kernel
+     * stopped the unmerge (and set run to 0) because of our deadline signal;
+     * writing again would start the whole unmerge over. */
+    ssize_t n = write(fd, text, len);
     int err = n < 0 ? errno : ((size_t)n == len ? 0 : EIO);
     if (close(fd) < 0 && err == 0 && errno != EINTR) {
         err = errno;

@@ -394,9 +394,14 @@ KsmKnobState *ksm_knob_state_from_text(const char *text, GError **error)
                 ? ksm_parse_advisor_mode(eq + 1, &s.value, NULL)
                 : ksm_parse_int(eq + 1, &s.value, NULL);
         }
+        if (ok) {
+            const KsmFieldInfo *info = ksm_field_info(s.field);
+            ok = s.value >= info->min && s.value <= info->max;
+        }
         if (!ok) {
             g_set_error(error, KSM_ERROR, KSM_ERROR_PARSE,
-                        "saved knob state, line %u: expected KNOB=VALUE with a known knob", i + 1);
+                        "saved knob state, line %u: expected KNOB=VALUE with a known knob "
+                        "and a value in its range", i + 1);
             return NULL;
         }
         g_array_append_val(state->knobs, s);

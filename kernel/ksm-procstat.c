@@ -67,10 +67,22 @@ gboolean ksm_proc_stat_parse(const char *text, KsmProcStat *st, GError **error)
         /* "key: value" or "key value" */
         char *sep = strpbrk(line, ": \t");
         if (!sep) {
+            /* A known line without its value is garbage, not a new line. */
+            gboolean known = strcmp(line, "ksm_merge_any") == 0 ||
+                             strcmp(line, "ksm_mergeable") == 0;
+            for (int f = 0; f < KSM_PROC__COUNT; f++) {
+                known |= strcmp(line, proc_field_names[f]) == 0;
+            }
+            if (known) {
+                g_set_error(error, KSM_ERROR, KSM_ERROR_PARSE,
+                            "ksm_stat: '%s' has no value", line);
+                return FALSE;
+            }
             g_ptr_array_add(st->unknown, g_strdup(line));
             continue;
         }
         g_autofree char *key = g_strndup(line, sep - line);
+        g_autofree char *orig = g_strdup(line);   /* g_strstrip below shifts the value in place */
         char *value = sep + (*sep == ':');
         value = g_strstrip(value);
 
@@ -99,7 +111,7 @@ gboolean ksm_proc_stat_parse(const char *text, KsmProcStat *st, GError **error)
             }
         }
         if (!known) {
-            g_ptr_array_add(st->unknown, g_strdup(line));
+            g_ptr_array_add(st->unknown, g_steal_pointer(&orig));
         }
     }
     return TRUE;

@@ -122,16 +122,25 @@ gboolean ksm_safe_unmerge(const KsmContext *ctx, const KsmUnmergeOptions *opts,
     if (!ksm_writable(ctx, error)) {
         return FALSE;
     }
-    g_autoptr(KsmHostLock) lock = ksm_host_lock_acquire(opts->lock_path,
-                                                        opts->lock_timeout_ms, error);
-    if (!lock) {
-        return FALSE;
+    g_autoptr(KsmHostLock) lock = NULL;
+    if (!opts->lock_held) {
+        lock = ksm_host_lock_acquire(opts->lock_path, opts->lock_timeout_ms, error);
+        if (!lock) {
+            return FALSE;
+        }
     }
 
     /* Preflight. */
     record(ctx, out->before);
     gint64 sharing = MAX(out->before[KSM_FIELD_PAGES_SHARING], 0);
     gint64 zero = MAX(out->before[KSM_FIELD_KSM_ZERO_PAGES], 0);
+    if (out->before[KSM_FIELD_PAGES_SHARING] < 0 && !opts->force) {
+        g_set_error(error, KSM_ERROR, KSM_ERROR_PARSE,
+                    "cannot tell how much memory unmerging needs: pages_sharing is "
+                    "missing or unreadable in %s; nothing was done (force skips this check)",
+                    ksm_context_ksm_dir(ctx));
+        return FALSE;
+    }
     KsmHeadroom room;
     if (!ksm_headroom_read(ctx, 0, &room, error)) {
         return FALSE;

@@ -62,6 +62,10 @@ KsmSnapshot *ksm_snapshot_read(const KsmContext *ctx, GError **error)
         }
         KsmField field;
         gint64 value;
+        /* A known file that does not parse (a future kernel changed its
+         * format) is kept raw, like an unknown one: a newer kernel must never
+         * break every reader.  Callers that depend on a figure check that it
+         * is present (ksm_safe_unmerge refuses without pages_sharing). */
         if (ksm_field_from_name(name, &field) && parse_field(field, text, &value)) {
             snap->present[field] = TRUE;
             snap->value[field] = value;

@@ -41,7 +41,8 @@ void ksm_proc_stat_init(KsmProcStat *st);
 void ksm_proc_stat_clear(KsmProcStat *st);
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(KsmProcStat, ksm_proc_stat_clear)
 
-/* Parse ksm_stat text ("key N" and "key: yes|no" lines; unknown kept). */
+/* Parse ksm_stat text ("key N" and "key: yes|no" lines; unknown kept).
+ * st must be initialised (ksm_proc_stat_init) or zeroed. */
 gboolean ksm_proc_stat_parse(const char *text, KsmProcStat *st, GError **error);
 /*
  * Read /proc/PID/ksm_stat, falling back to ksm_merging_pages on kernels

@@ -60,6 +60,13 @@ typedef struct {
     gboolean force;            /* skip the headroom check */
     gint64 lock_timeout_ms;    /* for the host lock (0 = don't wait) */
     const char *lock_path;     /* NULL: default */
+    /*
+     * The caller already holds the host lock (it decided under that lock that
+     * the unmerge is wanted, e.g. the libvirt hook checking "no mergeable
+     * guest left"): do not take it again.  flock locks conflict between two
+     * open files even in one process, so taking it twice would time out.
+     */
+    gboolean lock_held;
 } KsmUnmergeOptions;
 
 typedef struct {
