@@ -124,10 +124,15 @@ gboolean ksm_range_smaps_parse(const char *text, guint64 start, guint64 len,
     return TRUE;
 }
 
+char *ksm_smaps_read(const KsmContext *ctx, pid_t pid, GError **error)
+{
+    return ksm_read_proc(ctx, pid, "smaps", NULL, error);
+}
+
 gboolean ksm_range_smaps(const KsmContext *ctx, pid_t pid, guint64 start, guint64 len,
                          KsmRangeSmaps *out, GError **error)
 {
-    g_autofree char *text = ksm_read_proc(ctx, pid, "smaps", NULL, error);
+    g_autofree char *text = ksm_smaps_read(ctx, pid, error);
 
     if (!text) {
         return FALSE;

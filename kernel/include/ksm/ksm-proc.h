@@ -60,6 +60,8 @@ typedef struct {
 
 gboolean ksm_range_smaps(const KsmContext *ctx, pid_t pid, guint64 start, guint64 len,
                          KsmRangeSmaps *out, GError **error);
+/* /proc/PID/smaps as text, for callers asking about several ranges at once. */
+char *ksm_smaps_read(const KsmContext *ctx, pid_t pid, GError **error);
 /* Parse smaps text (the same, for tests and callers holding the text). */
 gboolean ksm_range_smaps_parse(const char *text, guint64 start, guint64 len,
                                KsmRangeSmaps *out, GError **error);

@@ -14,5 +14,6 @@
 #include "ksm-advise.h"
 #include "ksm-derived.h"
 #include "ksm-unmerge.h"
+#include "ksm-census.h"
 
 #endif
