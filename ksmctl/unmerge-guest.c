@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * unmerge-guest.c: unmerge one guest through QEMU's ksm-unmerge job.
+ *
+ * This is the safe way to take one guest out of sharing (KSM-NOTES.md): the
+ * guest's own QEMU calls MADV_UNMERGEABLE on its memory, so the copies are
+ * charged to it and, should memory run out, the OOM killer's choice is that
+ * QEMU, not some bystander.  QEMU checks the headroom first and refuses
+ * without `force`.
+ *
+ * The command starts a QEMU job; this waits for it by polling query-jobs
+ * (the same for a direct socket and libvirt, where events are not ours to
+ * receive), then dismisses it.  ^C or the timeout cancels the job.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "unmerge.h"
+
+#define POLL_MS 100
+#define CANCEL_GRACE_MS 10000
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    interrupted = sig;
+}
+
+typedef struct {
+    const char *result;   /* done, refused, failed, cancelled, timeout, unsupported */
+    char *error;
+    gint64 progress, total;
+    gboolean dismissed;
+} JobEnd;
+
+static gint64 merging_pages(const KsmContext *ctx, pid_t pid)
+{
+    g_auto(KsmProcStat) st;
+    gint64 v = -1;
+
+    ksm_proc_stat_init(&st);
+    if (pid > 0 && ksm_proc_stat_read(ctx, pid, &st, NULL) &&
+        st.present[KSM_PROC_MERGING_PAGES]) {
+        v = st.value[KSM_PROC_MERGING_PAGES];
+    }
+    return v;
+}
+
+/* The job's entry in query-jobs, or NULL when it is gone. */
+static JsonObject *find_job(KsmctlQmp *qmp, const char *job_id, GError **error)
+{
+    g_autoptr(JsonNode) jobs = qmp->execute(qmp, "query-jobs", NULL, error);
+
+    if (!jobs || !JSON_NODE_HOLDS_ARRAY(jobs)) {
+        if (jobs) {
+            g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_FAILED,
+                        "query-jobs returned no list");
+        }
+        return NULL;
+    }
+    JsonArray *list = json_node_get_array(jobs);
+    for (guint i = 0; i < json_array_get_length(list); i++) {
+        JsonObject *job = json_array_get_object_element(list, i);
+        if (job && g_strcmp0(json_object_get_string_member_with_default(job, "id", NULL),
+                             job_id) == 0) {
+            return json_object_ref(job);
+        }
+    }
+    return NULL;
+}
+
+static void job_command(KsmctlQmp *qmp, const char *command, const char *job_id)
+{
+    g_autoptr(JsonObject) args = json_object_new();
+    g_autoptr(GError) error = NULL;
+
+    json_object_set_string_member(args, "id", job_id);
+    g_autoptr(JsonNode) r = qmp->execute(qmp, command, args, &error);
+    if (!r) {
+        fprintf(stderr, "ksmctl: %s %s: %s\n", command, job_id, error->message);
+    }
+}
+
+static void wait_job(KsmctlQmp *qmp, const char *job_id, guint timeout_s, JobEnd *end)
+{
+    gint64 deadline = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
+    gint64 give_up = G_MAXINT64;
+    gboolean cancelled = FALSE, timed_out = FALSE;
+    gboolean tty = isatty(STDERR_FILENO);
+
+    for (;;) {
+        g_autoptr(GError) error = NULL;
+        g_autoptr(JsonObject) job = find_job(qmp, job_id, &error);
+
+        if (error) {
+            end->result = "failed";
+            end->error = g_strdup_printf("query-jobs: %s", error->message);
+            return;
+        }
+        if (!job) {
+            /* Dismissed automatically once concluded: QEMU kept no error for us. */
+            end->result = cancelled ? (timed_out ? "timeout" : "cancelled") : "done";
+            end->dismissed = TRUE;
+            return;
+        }
+        const char *status = json_object_get_string_member_with_default(job, "status", "");
+        end->progress = json_object_get_int_member_with_default(job, "current-progress", 0);
+        end->total = json_object_get_int_member_with_default(job, "total-progress", 0);
+        if (tty && end->total > 0) {
+            fprintf(stderr, "\rksmctl: unmerging %3d%%",
+                    (int)(100 * end->progress / end->total));
+        }
+        if (strcmp(status, "concluded") == 0 || strcmp(status, "null") == 0) {
+            const char *err = json_object_get_string_member_with_default(job, "error", NULL);
+            if (tty && end->total > 0) {
+                fputc('\n', stderr);
+            }
+            end->error = g_strdup(err);
+            end->result = cancelled ? (timed_out ? "timeout" : "cancelled")
+                                    : err ? "failed" : "done";
+            if (strcmp(status, "concluded") == 0) {
+                job_command(qmp, "job-dismiss", job_id);
+                end->dismissed = TRUE;
+            }
+            return;
+        }
+        if (strcmp(status, "pending") == 0) {
+            /* Created without auto-finalize: finalize so it can conclude. */
+            job_command(qmp, "job-finalize", job_id);
+        }
+        gint64 now = g_get_monotonic_time();
+        if (!cancelled && (interrupted || now >= deadline)) {
+            timed_out = !interrupted;
+            fprintf(stderr, "ksmctl: %s: cancelling job %s\n",
+                    timed_out ? "timeout" : "interrupted", job_id);
+            job_command(qmp, "job-cancel", job_id);
+            cancelled = TRUE;
+            give_up = now + CANCEL_GRACE_MS * 1000;
+        } else if (cancelled && now >= give_up) {
+            end->result = timed_out ? "timeout" : "cancelled";
+            end->error = g_strdup("the job did not conclude after job-cancel; it may still run");
+            return;
+        }
+        g_usleep(POLL_MS * 1000);
+    }
+}
+
+static void print_outcome(const KsmctlGuestUnmergeOptions *opts, const char *kind,
+                          const char *target, pid_t pid, const char *job_id, const JobEnd *end,
+                          gint64 before, gint64 after, gint64 duration_ms)
+{
+    if (!opts->json) {
+        printf("unmerge of %s %s: %s%s%s", kind, target, end->result,
+               end->error ? ": " : "", end->error ? end->error : "");
+        if (before >= 0 && after >= 0) {
+            printf(" (merging pages %" G_GINT64_FORMAT " -> %" G_GINT64_FORMAT ")", before, after);
+        }
+        printf(" in %" G_GINT64_FORMAT " ms\n", duration_ms);
+        return;
+    }
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "event");
+    json_builder_add_string_value(b, "ksm-unmerge-guest");
+    json_builder_set_member_name(b, kind);
+    if (strcmp(kind, "pid") == 0) {
+        json_builder_add_int_value(b, pid);
+    } else {
+        json_builder_add_string_value(b, target);
+        json_builder_set_member_name(b, "pid");
+        json_builder_add_int_value(b, pid);
+    }
+    json_builder_set_member_name(b, "backend");
+    if (opts->backend) {
+        json_builder_add_string_value(b, opts->backend);
+    } else {
+        json_builder_add_null_value(b);
+    }
+    json_builder_set_member_name(b, "job_id");
+    json_builder_add_string_value(b, job_id);
+    json_builder_set_member_name(b, "result");
+    json_builder_add_string_value(b, end->result);
+    json_builder_set_member_name(b, "error");
+    if (end->error) {
+        json_builder_add_string_value(b, end->error);
+    } else {
+        json_builder_add_null_value(b);
+    }
+    json_builder_set_member_name(b, "merging_pages_before");
+    json_builder_add_int_value(b, before);
+    json_builder_set_member_name(b, "merging_pages_after");
+    json_builder_add_int_value(b, after);
+    json_builder_set_member_name(b, "duration_ms");
+    json_builder_add_int_value(b, duration_ms);
+    json_builder_end_object(b);
+    g_autoptr(JsonNode) root = json_builder_get_root(b);
+    json_generator_set_root(gen, root);
+    g_autofree char *text = json_generator_to_data(gen, NULL);
+    printf("%s\n", text);
+}
+
+int ksmctl_guest_unmerge(KsmctlQmp *qmp, const KsmContext *ctx, const char *kind,
+                         const char *target, pid_t pid, const KsmctlGuestUnmergeOptions *opts)
+{
+    g_autofree char *job_id = g_strdup_printf("ksmctl-unmerge-%d-%" G_GINT64_FORMAT,
+                                              (int)getpid(), g_get_real_time() / 1000);
+    g_autoptr(JsonObject) args = json_object_new();
+    g_autoptr(GError) error = NULL;
+    JobEnd end = { 0 };
+    gint64 started = g_get_monotonic_time();
+    gint64 before = merging_pages(ctx, pid);
+    struct sigaction sa = { .sa_handler = on_signal }, old_int, old_term;
+
+    json_object_set_string_member(args, "job-id", job_id);
+    if (opts->backend) {
+        json_object_set_string_member(args, "id", opts->backend);
+    }
+    if (opts->force) {
+        json_object_set_boolean_member(args, "force", TRUE);
+    }
+
+    /* Keep the concluded job until job-dismiss: its "error" is the result. */
+    json_object_set_boolean_member(args, "auto-dismiss", FALSE);
+    g_autoptr(JsonNode) r = qmp->execute(qmp, "ksm-unmerge", args, &error);
+    if (!r && error && strstr(error->message, "auto-dismiss")) {
+        /* A ksm-unmerge without that argument: it dismisses by itself. */
+        g_clear_error(&error);
+        json_object_remove_member(args, "auto-dismiss");
+        r = qmp->execute(qmp, "ksm-unmerge", args, &error);
+    }
+    if (!r) {
+        if (g_error_matches(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_NO_COMMAND)) {
+            end.result = "unsupported";
+            end.error = g_strdup_printf("this QEMU has no ksm-unmerge command (it is not "
+                                        "samepage's QEMU build): %s", error->message);
+        } else {
+            /* QEMU's headroom refusal says how much it needs and has. */
+            end.result = g_error_matches(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_COMMAND)
+                ? "refused" : "failed";
+            end.error = g_strdup(error->message);
+        }
+    } else {
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+        wait_job(qmp, job_id, opts->timeout_s, &end);
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+    }
+    /* Lags: the kernel lowers ksm_merging_pages when ksmd next scans this
+     * process, not when the pages are broken; reported as read. */
+    gint64 after = merging_pages(ctx, pid);
+    gint64 duration_ms = (g_get_monotonic_time() - started) / 1000;
+    print_outcome(opts, kind, target, pid, job_id, &end, before, after, duration_ms);
+    if (strcmp(end.result, "done") != 0 && !opts->json) {
+        fprintf(stderr, "ksmctl: unmerge %s%s%s\n", end.result, end.error ? ": " : "",
+                end.error ? end.error : "");
+    }
+    int status = strcmp(end.result, "done") == 0 ? KSMCTL_EXIT_OK : KSMCTL_EXIT_FAILURE;
+    g_free(end.error);
+    return status;
+}

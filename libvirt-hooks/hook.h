@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * hook.h: what the files of the samepage libvirt hook share.
+ *
+ * The hook is /etc/libvirt/hooks/qemu.d/samepage-ksm.  libvirtd runs it as
+ *   samepage-ksm DOMAIN_NAME OPERATION SUB_OPERATION EXTRA
+ * with the domain XML on stdin, for every QEMU domain event.  It never calls
+ * back into libvirt (libvirtd holds locks while hooks run: a call back would
+ * deadlock), touches KSM only through libksm, and returns within its bound.
+ *
+ * Files:
+ *   ksm-hook.c    main: arguments, environment, dispatch
+ *   config.c      /etc/samepage/ksm.conf (GKeyFile)
+ *   policy.c      the domain's policy from its XML (libxml2)
+ *   state.c       one file per running mergeable domain under /run/samepage/hook
+ *   qemu-pid.c    which QEMU process runs a domain (by -uuid), for stale state
+ *   lifecycle.c   the decision for each libvirt operation
+ *   reconcile.c   bringing KSM in line with the state, inline or detached
+ *   log.c         one line per decision: syslog, stderr, optional file
+ */
+#ifndef SAMEPAGE_HOOK_H
+#define SAMEPAGE_HOOK_H
+
+#include <glib.h>
+#include <sys/types.h>
+#include <ksm/ksm.h>
+
+/* The XML namespace of the policy element in <metadata>. */
+#define HOOK_XMLNS "https://samepage.invalid/xmlns/ksm/1"
+#define HOOK_NAME "samepage-ksm"
+
+/* Defaults; tests (never libvirtd, which passes no such variables to hooks)
+ * move them with the environment variables named beside them. */
+#define HOOK_CONFIG_PATH "/etc/samepage/ksm.conf"   /* SAMEPAGE_HOOK_CONFIG */
+#define HOOK_STATE_DIR "/run/samepage/hook"          /* SAMEPAGE_HOOK_STATE_DIR */
+/* SAMEPAGE_SYSFS_ROOT, SAMEPAGE_PROCFS_ROOT: a fake /sys and /proc.
+ * SAMEPAGE_LOCK: the host lock file (read by libksm itself).
+ * SAMEPAGE_HOOK_SYSLOG=0: do not log to syslog. */
+
+/* Errors of the hook's own (policy, state): messages are for the operator. */
+#define HOOK_ERROR (hook_error_quark())
+GQuark hook_error_quark(void);
+
+/* Exit statuses.  libvirt aborts a start when prepare exits non-zero and puts
+ * our stderr in the error it reports (virsh shows it). */
+enum { HOOK_EXIT_OK = 0, HOOK_EXIT_REFUSE = 1, HOOK_EXIT_USAGE = 2 };
+
+/* log.c ------------------------------------------------------------------- */
+
+typedef enum { HOOK_LOG_DEBUG, HOOK_LOG_INFO, HOOK_LOG_WARNING, HOOK_LOG_ERROR } HookLogLevel;
+
+void hook_log_open(gboolean use_syslog);
+void hook_log_set_level(HookLogLevel level);
+/* Also append each line to this file (NULL: none). */
+void hook_log_set_file(const char *path);
+/* Stop writing to stderr (the detached child has none). */
+void hook_log_set_stderr(gboolean on);
+/* The domain the current invocation is about, prefixed to each line (quoted). */
+void hook_log_set_domain(const char *name, const char *uuid);
+void hook_log(HookLogLevel level, const char *format, ...) G_GNUC_PRINTF(2, 3);
+gboolean hook_log_level_parse(const char *text, HookLogLevel *level);
+/*
+ * A name made safe for one log line: printable UTF-8 is kept, control
+ * characters, backslashes and quotes are escaped, and it is cut at 200
+ * characters.  Domain names come from users and may hold anything libvirt
+ * accepts.
+ */
+char *hook_quote(const char *text);
+
+/* config.c ---------------------------------------------------------------- */
+
+typedef enum { HOOK_POLICY_STRICT, HOOK_POLICY_PERMISSIVE } HookHostPolicy;
+typedef enum { HOOK_SCAN_MANUAL, HOOK_SCAN_ADVISOR } HookScanMode;
+
+typedef struct {
+    HookHostPolicy policy;
+    HookScanMode scan_mode;
+    gint64 pages_to_scan;            /* manual */
+    gint64 sleep_millisecs;
+    gint64 advisor_max_cpu;          /* advisor; -1: the kernel's */
+    gint64 advisor_target_scan_time;
+    guint64 reserve_mib;             /* unmerge headroom reserve */
+    gint64 unmerge_deadline_s;
+    gint64 lock_timeout_ms;          /* how long a hook invocation waits for the host lock */
+    HookLogLevel log_level;
+    char *log_file;                  /* NULL: syslog and stderr only */
+    char *path;                      /* where it was read from */
+    gboolean from_file;              /* FALSE: the file is missing, defaults */
+} HookConfig;
+
+void hook_config_init(HookConfig *cfg);
+/* A missing file gives the defaults; a bad value is an error naming file and key. */
+gboolean hook_config_load(HookConfig *cfg, const char *path, GError **error);
+void hook_config_clear(HookConfig *cfg);
+const char *hook_policy_name(HookHostPolicy policy);
+/* The file the installer writes when there is none. */
+extern const char hook_config_default_text[];
+
+/* policy.c ---------------------------------------------------------------- */
+
+typedef struct {
+    char *name;              /* <name>, as libvirt has it */
+    char *uuid;              /* <uuid>, validated and lower-cased */
+    gboolean nosharepages;   /* <memoryBacking><nosharepages/> */
+    gboolean has_policy;     /* a <ksm:policy> element is present */
+    int merge;               /* -1 not said, 0 no, 1 yes */
+    char *group;             /* trust group; "default" when not said */
+    gboolean mergeable;      /* the outcome: will this guest's memory merge */
+    GPtrArray *warnings;     /* char*: things worth a log line, not a refusal */
+} HookPolicy;
+
+void hook_policy_init(HookPolicy *p);
+void hook_policy_clear(HookPolicy *p);
+/*
+ * Parse the domain XML libvirt gave us.  Refusals (malformed XML, an unknown
+ * attribute or value, merge="yes" with <nosharepages/>, merge="no" without
+ * it, a bad group name) are errors whose message names what is wrong.
+ */
+gboolean hook_policy_parse(const char *xml, gsize len, HookPolicy *p, GError **error);
+/* Only the UUID and name, for operations that must not fail (stopped, release). */
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(HookPolicy, hook_policy_clear)
+gboolean hook_policy_identify(const char *xml, gsize len, HookPolicy *p, GError **error);
+gboolean hook_uuid_normalize(const char *text, char out[37]);
+gboolean hook_group_valid(const char *group);
+
+/* state.c ----------------------------------------------------------------- */
+
+typedef struct {
+    char uuid[37];
+    char *name;
+    char *group;
+    char *phase;             /* "prepared", "started", "reconnected" */
+    pid_t qemu_pid;          /* 0: not known yet */
+    guint64 qemu_start_time; /* /proc/PID/stat starttime, against pid reuse */
+    gint64 updated;          /* wall-clock seconds */
+} HookDomainState;
+
+typedef struct {
+    char *dir;               /* root-only directory */
+    KsmContext *ctx;         /* for /proc (stale detection) */
+} HookStateStore;
+
+/* Create (0700) and check the directory: owned by us, not a symlink, no
+ * group or other access; anything else is refused rather than trusted. */
+gboolean hook_state_open(HookStateStore *store, const char *dir, KsmContext *ctx,
+                         GError **error);
+void hook_state_close(HookStateStore *store);
+/* Atomic (write a temporary file, rename), mode 0600. */
+gboolean hook_state_write(HookStateStore *store, const HookDomainState *st, GError **error);
+/* TRUE if the domain had a state file (and it is gone now). */
+gboolean hook_state_remove(HookStateStore *store, const char *uuid);
+gboolean hook_state_read(HookStateStore *store, const char *uuid, HookDomainState *st,
+                         GError **error);
+/* Every domain with a state file, stale ones left out (and, with prune,
+ * removed: their QEMU is gone).  GPtrArray of HookDomainState*. */
+GPtrArray *hook_state_list(HookStateStore *store, gboolean prune);
+void hook_domain_state_clear(HookDomainState *st);
+void hook_domain_state_free(HookDomainState *st);
+/* The last unmerge outcome (JSON), beside the domain files. */
+void hook_state_write_outcome(HookStateStore *store, const char *json);
+
+/* qemu-pid.c -------------------------------------------------------------- */
+
+/* The process whose command line has "-uuid UUID" (libvirt always passes it);
+ * 0 when there is none.  *start_time gets its /proc/PID/stat starttime. */
+pid_t hook_find_qemu_by_uuid(const KsmContext *ctx, const char *uuid, guint64 *start_time);
+/* Is pid still the process that had start_time? */
+gboolean hook_process_alive(const KsmContext *ctx, pid_t pid, guint64 start_time);
+/* Field 22 of /proc/PID/stat (after the comm, which may hold spaces and ')'). */
+gboolean hook_parse_start_time(const char *stat_text, guint64 *start_time);
+
+/* reconcile.c ------------------------------------------------------------- */
+
+typedef struct {
+    HookConfig *cfg;
+    HookStateStore *store;
+    KsmContext *ctx;
+    const char *lock_path;   /* NULL: libksm's default */
+} HookEnv;
+
+typedef enum {
+    HOOK_RECONCILE_ENSURE,   /* mergeable guests run: ksmd must run */
+    HOOK_RECONCILE_UNMERGE,  /* a mergeable guest left: unmerge if it was the last */
+} HookReconcileWhy;
+
+/* With the host lock held: make KSM agree with the state. */
+void hook_reconcile_locked(HookEnv *env, HookReconcileWhy why);
+/* Make sure ksmd runs with the configured scan settings (lock held). */
+gboolean hook_ensure_ksmd(HookEnv *env, guint n_guests, GError **error);
+/*
+ * Hand the reconcile to a detached, supervised child (double fork, setsid,
+ * stdio on /dev/null so libvirtd does not wait for our pipes) that waits for
+ * the host lock as long as an unmerge may take, and logs what it did.
+ * Returns at once.
+ */
+void hook_reconcile_detached(HookEnv *env, HookReconcileWhy why);
+
+/* lifecycle.c ------------------------------------------------------------- */
+
+/* The decision for one invocation; returns the exit status. */
+int hook_handle(HookEnv *env, const char *name, const char *op, const char *subop,
+                const char *xml, gsize len);
+
+#endif

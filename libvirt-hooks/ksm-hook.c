@@ -1,0 +1,161 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * ksm-hook.c: main of the samepage libvirt hook (see hook.h for the files).
+ *
+ *   samepage-ksm DOMAIN OPERATION SUB_OPERATION EXTRA   < domain.xml
+ *   samepage-ksm --check-config [FILE]
+ *   samepage-ksm --print-default-config     (what the installer writes)
+ *
+ * Operations the hook does not use exit 0 before reading anything: libvirt
+ * runs every qemu.d hook for every event, and an idle hook must cost nothing.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hook.h"
+
+/* libvirt's domain XML is kilobytes; anything near this is not a domain. */
+#define MAX_XML_BYTES (16 * 1024 * 1024)
+
+static const char *const used_ops[] = {
+    "prepare", "started", "stopped", "release", "reconnect", "attach", NULL,
+};
+
+static const char *env_or(const char *name, const char *fallback)
+{
+    const char *value = g_getenv(name);
+    return value && *value ? value : fallback;
+}
+
+static char *read_stdin(gsize *len, GError **error)
+{
+    GString *buf = g_string_new(NULL);
+    char chunk[65536];
+
+    for (;;) {
+        ssize_t n = read(STDIN_FILENO, chunk, sizeof(chunk));
+        if (n == 0) {
+            break;
+        }
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            g_set_error(error, HOOK_ERROR, 0, "cannot read the domain XML: %s",
+                        g_strerror(errno));
+            g_string_free(buf, TRUE);
+            return NULL;
+        }
+        if (buf->len + n > MAX_XML_BYTES) {
+            g_set_error(error, HOOK_ERROR, 0, "the domain XML on stdin is over %d MiB",
+                        MAX_XML_BYTES >> 20);
+            g_string_free(buf, TRUE);
+            return NULL;
+        }
+        g_string_append_len(buf, chunk, n);
+    }
+    *len = buf->len;
+    return g_string_free(buf, FALSE);
+}
+
+static int check_config(const char *path)
+{
+    HookConfig cfg;
+    g_autoptr(GError) error = NULL;
+
+    hook_config_init(&cfg);
+    if (!hook_config_load(&cfg, path, &error)) {
+        fprintf(stderr, "%s: %s\n", HOOK_NAME, error->message);
+        hook_config_clear(&cfg);
+        return HOOK_EXIT_USAGE;
+    }
+    printf("%s: %s policy=%s scan=%s reserve_mib=%" G_GUINT64_FORMAT
+           " unmerge_deadline_s=%" G_GINT64_FORMAT "\n", cfg.path,
+           cfg.from_file ? "ok:" : "missing, defaults:", hook_policy_name(cfg.policy),
+           cfg.scan_mode == HOOK_SCAN_ADVISOR ? "advisor" : "manual", cfg.reserve_mib,
+           cfg.unmerge_deadline_s);
+    hook_config_clear(&cfg);
+    return HOOK_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "--check-config") == 0) {
+        return check_config(argc >= 3 ? argv[2] : env_or("SAMEPAGE_HOOK_CONFIG",
+                                                         HOOK_CONFIG_PATH));
+    }
+    if (argc >= 2 && strcmp(argv[1], "--print-default-config") == 0) {
+        fputs(hook_config_default_text, stdout);
+        return HOOK_EXIT_OK;
+    }
+    if (argc < 3 || argv[1][0] == '-') {
+        fprintf(stderr, "usage: %s DOMAIN OPERATION SUB_OPERATION EXTRA < domain.xml\n"
+                "       %s --check-config [FILE]\n"
+                "       %s --print-default-config\n"
+                "A libvirt hook: install it as /etc/libvirt/hooks/qemu.d/%s.\n",
+                HOOK_NAME, HOOK_NAME, HOOK_NAME, HOOK_NAME);
+        return HOOK_EXIT_USAGE;
+    }
+    gint64 started = g_get_monotonic_time();
+    const char *name = argv[1], *op = argv[2], *subop = argc > 3 ? argv[3] : "-";
+    if (!g_strv_contains(used_ops, op)) {
+        return HOOK_EXIT_OK;
+    }
+    /* libvirtd may stop reading our stderr early; never die of it. */
+    signal(SIGPIPE, SIG_IGN);
+    /* State and lock files are root's alone. */
+    umask(077);
+
+    hook_log_open(g_strcmp0(g_getenv("SAMEPAGE_HOOK_SYSLOG"), "0") != 0);
+    hook_log_set_domain(name, NULL);
+
+    g_autoptr(GError) error = NULL;
+    HookConfig cfg;
+    hook_config_init(&cfg);
+    if (!hook_config_load(&cfg, env_or("SAMEPAGE_HOOK_CONFIG", HOOK_CONFIG_PATH), &error)) {
+        if (strcmp(op, "prepare") == 0) {
+            hook_log(HOOK_LOG_ERROR, "start refused: %s", error->message);
+            return HOOK_EXIT_REFUSE;
+        }
+        /* Cleaning up after a guest must not depend on a typo: go on with defaults. */
+        hook_log(HOOK_LOG_ERROR, "%s; using the defaults", error->message);
+        g_clear_error(&error);
+        hook_config_clear(&cfg);
+        hook_config_init(&cfg);
+        cfg.path = g_strdup(env_or("SAMEPAGE_HOOK_CONFIG", HOOK_CONFIG_PATH));
+    }
+    hook_log_set_level(cfg.log_level);
+    hook_log_set_file(cfg.log_file);
+
+    gsize len = 0;
+    g_autofree char *xml = read_stdin(&len, &error);
+    if (!xml) {
+        hook_log(HOOK_LOG_ERROR, "%s", error->message);
+        return strcmp(op, "prepare") == 0 ? HOOK_EXIT_REFUSE : HOOK_EXIT_OK;
+    }
+
+    g_autoptr(KsmContext) ctx = ksm_context_new(g_getenv("SAMEPAGE_SYSFS_ROOT"),
+                                                g_getenv("SAMEPAGE_PROCFS_ROOT"));
+    HookStateStore store;
+    if (!hook_state_open(&store, env_or("SAMEPAGE_HOOK_STATE_DIR", HOOK_STATE_DIR), ctx,
+                         &error)) {
+        hook_log(HOOK_LOG_ERROR, "%s%s", strcmp(op, "prepare") == 0 ? "start refused: " : "",
+                 error->message);
+        return strcmp(op, "prepare") == 0 ? HOOK_EXIT_REFUSE : HOOK_EXIT_OK;
+    }
+
+    HookEnv env = { .cfg = &cfg, .store = &store, .ctx = ctx, .lock_path = NULL };
+    hook_log(HOOK_LOG_DEBUG, "%s %s", op, subop);
+    int status = hook_handle(&env, name, op, subop, xml, len);
+    /* How long libvirtd waited for us: the bound operators and tests check. */
+    hook_log(HOOK_LOG_DEBUG, "%s: exit %d after %" G_GINT64_FORMAT " ms", op, status,
+             (g_get_monotonic_time() - started) / 1000);
+
+    hook_state_close(&store);
+    hook_config_clear(&cfg);
+    return status;
+}

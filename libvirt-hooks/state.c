@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * state.c: the hook's view of the running mergeable domains.
+ *
+ * One small GKeyFile per domain, named by the domain's UUID (validated to
+ * 8-4-4-4-12 hex, so no name a user chose ever becomes a path).  Each file is
+ * written to a temporary file and renamed, so a reader never sees half of
+ * one; decisions that read several (first guest? last guest? group
+ * conflict?) are made under the samepage host lock.  The directory lives
+ * under /run: a reboot forgets it, as it forgets every running guest.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hook.h"
+
+#define GROUP "domain"
+#define SUFFIX ".state"
+#define OUTCOME_FILE "last-unmerge.json"
+/* A domain prepared but never started (QEMU not found) is stale after this:
+ * a failed start is followed by stopped/release, which remove it, so this
+ * only catches what a crash of libvirtd left behind. */
+#define PREPARED_GRACE_S (10 * 60)
+
+static gboolean check_dir(const char *dir, GError **error)
+{
+    struct stat st;
+
+    if (lstat(dir, &st) < 0) {
+        g_set_error(error, HOOK_ERROR, 0, "cannot stat %s: %s", dir, g_strerror(errno));
+        return FALSE;
+    }
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid()) {
+        g_set_error(error, HOOK_ERROR, 0,
+                    "%s is not a directory owned by uid %d (a symlink or someone "
+                    "else's?): refusing to keep state there", dir, (int)geteuid());
+        return FALSE;
+    }
+    if ((st.st_mode & 077) != 0 && chmod(dir, 0700) < 0) {
+        g_set_error(error, HOOK_ERROR, 0, "cannot make %s private: %s", dir, g_strerror(errno));
+        return FALSE;
+    }
+    return TRUE;
+}
+
+gboolean hook_state_open(HookStateStore *store, const char *dir, KsmContext *ctx,
+                         GError **error)
+{
+    memset(store, 0, sizeof(*store));
+    if (g_mkdir_with_parents(dir, 0700) < 0) {
+        g_set_error(error, HOOK_ERROR, 0, "cannot create %s: %s", dir, g_strerror(errno));
+        return FALSE;
+    }
+    if (!check_dir(dir, error)) {
+        return FALSE;
+    }
+    store->dir = g_strdup(dir);
+    store->ctx = ctx;
+    return TRUE;
+}
+
+void hook_state_close(HookStateStore *store)
+{
+    g_free(store->dir);
+    memset(store, 0, sizeof(*store));
+}
+
+void hook_domain_state_clear(HookDomainState *st)
+{
+    g_free(st->name);
+    g_free(st->group);
+    g_free(st->phase);
+    memset(st, 0, sizeof(*st));
+}
+
+void hook_domain_state_free(HookDomainState *st)
+{
+    if (st) {
+        hook_domain_state_clear(st);
+        g_free(st);
+    }
+}
+
+static char *state_path(HookStateStore *store, const char *uuid)
+{
+    g_autofree char *file = g_strconcat(uuid, SUFFIX, NULL);
+    return g_build_filename(store->dir, file, NULL);
+}
+
+gboolean hook_state_write(HookStateStore *store, const HookDomainState *st, GError **error)
+{
+    g_autoptr(GKeyFile) kf = g_key_file_new();
+    char uuid[37];
+
+    if (!hook_uuid_normalize(st->uuid, uuid)) {
+        g_set_error(error, HOOK_ERROR, 0, "refusing a state file for an invalid UUID");
+        return FALSE;
+    }
+    /* The name is only for people reading the file; GKeyFile escapes it. */
+    g_key_file_set_string(kf, GROUP, "name", st->name ? st->name : "");
+    g_key_file_set_string(kf, GROUP, "uuid", uuid);
+    g_key_file_set_string(kf, GROUP, "group", st->group ? st->group : "default");
+    g_key_file_set_string(kf, GROUP, "phase", st->phase ? st->phase : "prepared");
+    g_key_file_set_int64(kf, GROUP, "qemu_pid", st->qemu_pid);
+    g_key_file_set_uint64(kf, GROUP, "qemu_start_time", st->qemu_start_time);
+    g_key_file_set_int64(kf, GROUP, "updated", g_get_real_time() / G_USEC_PER_SEC);
+
+    gsize len;
+    g_autofree char *text = g_key_file_to_data(kf, &len, NULL);
+    g_autofree char *path = state_path(store, uuid);
+    return g_file_set_contents_full(path, text, len, G_FILE_SET_CONTENTS_CONSISTENT, 0600,
+                                    error);
+}
+
+gboolean hook_state_remove(HookStateStore *store, const char *uuid)
+{
+    char norm[37];
+
+    if (!hook_uuid_normalize(uuid, norm)) {
+        return FALSE;
+    }
+    g_autofree char *path = state_path(store, norm);
+    return unlink(path) == 0;
+}
+
+static gboolean read_file(const char *path, HookDomainState *st, GError **error)
+{
+    g_autoptr(GKeyFile) kf = g_key_file_new();
+    g_autofree char *uuid = NULL;
+
+    memset(st, 0, sizeof(*st));
+    if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, error)) {
+        return FALSE;
+    }
+    uuid = g_key_file_get_string(kf, GROUP, "uuid", NULL);
+    if (!uuid || !hook_uuid_normalize(uuid, st->uuid)) {
+        g_set_error(error, HOOK_ERROR, 0, "%s has no valid uuid", path);
+        return FALSE;
+    }
+    st->name = g_key_file_get_string(kf, GROUP, "name", NULL);
+    st->group = g_key_file_get_string(kf, GROUP, "group", NULL);
+    st->phase = g_key_file_get_string(kf, GROUP, "phase", NULL);
+    st->qemu_pid = (pid_t)g_key_file_get_int64(kf, GROUP, "qemu_pid", NULL);
+    st->qemu_start_time = g_key_file_get_uint64(kf, GROUP, "qemu_start_time", NULL);
+    st->updated = g_key_file_get_int64(kf, GROUP, "updated", NULL);
+    if (!st->group || !hook_group_valid(st->group)) {
+        g_free(st->group);
+        st->group = g_strdup("default");
+    }
+    return TRUE;
+}
+
+gboolean hook_state_read(HookStateStore *store, const char *uuid, HookDomainState *st,
+                         GError **error)
+{
+    char norm[37];
+
+    if (!hook_uuid_normalize(uuid, norm)) {
+        g_set_error(error, HOOK_ERROR, 0, "invalid UUID");
+        return FALSE;
+    }
+    g_autofree char *path = state_path(store, norm);
+    return read_file(path, st, error);
+}
+
+/*
+ * Is the domain of this file still running?  With a QEMU pid: that process,
+ * same start time.  Without (prepared, QEMU not yet started): a QEMU with its
+ * UUID, or a file young enough that the start may still be under way.
+ */
+static gboolean still_running(HookStateStore *store, HookDomainState *st)
+{
+    if (st->qemu_pid > 0) {
+        return hook_process_alive(store->ctx, st->qemu_pid, st->qemu_start_time);
+    }
+    if (hook_find_qemu_by_uuid(store->ctx, st->uuid, NULL) > 0) {
+        return TRUE;
+    }
+    return g_get_real_time() / G_USEC_PER_SEC - st->updated < PREPARED_GRACE_S;
+}
+
+GPtrArray *hook_state_list(HookStateStore *store, gboolean prune)
+{
+    GPtrArray *list = g_ptr_array_new_with_free_func((GDestroyNotify)hook_domain_state_free);
+    g_autoptr(GDir) dir = g_dir_open(store->dir, 0, NULL);
+    const char *entry;
+
+    while (dir && (entry = g_dir_read_name(dir))) {
+        char uuid[37];
+        g_autofree char *stem = NULL;
+
+        /* Only "<uuid>.state": temporary files of a concurrent write, the
+         * outcome file and anything else are not domains. */
+        if (!g_str_has_suffix(entry, SUFFIX)) {
+            continue;
+        }
+        stem = g_strndup(entry, strlen(entry) - strlen(SUFFIX));
+        if (!hook_uuid_normalize(stem, uuid) || strcmp(stem, uuid) != 0) {
+            continue;
+        }
+        g_autofree char *path = g_build_filename(store->dir, entry, NULL);
+        HookDomainState *st = g_new0(HookDomainState, 1);
+        g_autoptr(GError) error = NULL;
+        if (!read_file(path, st, &error)) {
+            /* Removed between readdir and open: a domain that just stopped. */
+            if (!g_error_matches(error, G_FILE_ERROR, G_FILE_ERROR_NOENT)) {
+                hook_log(HOOK_LOG_WARNING, "ignoring unreadable state file: %s", error->message);
+            }
+            hook_domain_state_free(st);
+            continue;
+        }
+        if (!still_running(store, st)) {
+            if (prune) {
+                g_autofree char *qname = hook_quote(st->name ? st->name : "");
+                hook_log(HOOK_LOG_INFO, "state of domain '%s' (%s) is stale (its QEMU is gone): "
+                         "removed", qname, st->uuid);
+                unlink(path);
+            }
+            hook_domain_state_free(st);
+            continue;
+        }
+        g_ptr_array_add(list, st);
+    }
+    return list;
+}
+
+void hook_state_write_outcome(HookStateStore *store, const char *json)
+{
+    g_autofree char *path = g_build_filename(store->dir, OUTCOME_FILE, NULL);
+    g_autofree char *text = g_strconcat(json, "\n", NULL);
+    g_autoptr(GError) error = NULL;
+
+    if (!g_file_set_contents_full(path, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600,
+                                  &error)) {
+        hook_log(HOOK_LOG_WARNING, "cannot keep the unmerge outcome: %s", error->message);
+    }
+}

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* hook-fixture.c: see hook-fixture.h. */
+#include <string.h>
+#include <unistd.h>
+
+#include <gio/gio.h>
+#include <glib/gstdio.h>
+
+#include "hook-fixture.h"
+
+static const struct {
+    const char *name, *value;
+} ksm_files[] = {
+    { "run", "0" }, { "pages_to_scan", "100" }, { "sleep_millisecs", "20" },
+    { "merge_across_nodes", "1" }, { "use_zero_pages", "0" }, { "max_page_sharing", "256" },
+    { "advisor_mode", "[none] scan-time" }, { "advisor_max_cpu", "70" },
+    { "advisor_target_scan_time", "200" }, { "pages_shared", "0" }, { "pages_sharing", "0" },
+    { "pages_unshared", "0" }, { "pages_volatile", "0" }, { "full_scans", "0" },
+    { "ksm_zero_pages", "0" }, { "general_profit", "0" },
+};
+
+static void write_file(const char *path, const char *text)
+{
+    g_autofree char *dir = g_path_get_dirname(path);
+    g_assert_cmpint(g_mkdir_with_parents(dir, 0755), ==, 0);
+    g_assert_true(g_file_set_contents(path, text, -1, NULL));
+}
+
+void hook_fixture_setup(HookFixture *fx, gconstpointer data)
+{
+    fx->root = g_dir_make_tmp("samepage-hook-XXXXXX", NULL);
+    g_assert_nonnull(fx->root);
+    fx->sysfs = g_build_filename(fx->root, "sys", NULL);
+    fx->procfs = g_build_filename(fx->root, "proc", NULL);
+    fx->ksm_dir = g_build_filename(fx->sysfs, "kernel", "mm", "ksm", NULL);
+    fx->state_dir = g_build_filename(fx->root, "run", "samepage", "hook", NULL);
+    fx->lock = g_build_filename(fx->root, "run", "samepage", "ksm.lock", NULL);
+    fx->config = g_build_filename(fx->root, "etc", "ksm.conf", NULL);
+    fx->log = g_build_filename(fx->root, "hook.log", NULL);
+    for (guint i = 0; i < G_N_ELEMENTS(ksm_files); i++) {
+        hook_fixture_ksm_set(fx, ksm_files[i].name, ksm_files[i].value);
+    }
+    hook_fixture_meminfo(fx, 8 * 1024 * 1024);   /* 8 GiB available */
+    hook_fixture_config(fx, "");
+}
+
+static void remove_tree(const char *path)
+{
+    g_autoptr(GDir) dir = g_dir_open(path, 0, NULL);
+    const char *entry;
+
+    while (dir && (entry = g_dir_read_name(dir))) {
+        g_autofree char *child = g_build_filename(path, entry, NULL);
+        if (g_file_test(child, G_FILE_TEST_IS_DIR) && !g_file_test(child, G_FILE_TEST_IS_SYMLINK)) {
+            remove_tree(child);
+        } else {
+            g_unlink(child);
+        }
+    }
+    g_rmdir(path);
+}
+
+void hook_fixture_teardown(HookFixture *fx, gconstpointer data)
+{
+    remove_tree(fx->root);
+    g_free(fx->root);
+    g_free(fx->sysfs);
+    g_free(fx->procfs);
+    g_free(fx->ksm_dir);
+    g_free(fx->state_dir);
+    g_free(fx->lock);
+    g_free(fx->config);
+    g_free(fx->log);
+}
+
+void hook_fixture_config(HookFixture *fx, const char *lines)
+{
+    g_autofree char *text = g_strdup_printf("[ksm]\nlog_file=%s\nlog_level=debug\n%s\n",
+                                            fx->log, lines);
+    write_file(fx->config, text);
+}
+
+void hook_fixture_ksm_set(HookFixture *fx, const char *name, const char *value)
+{
+    g_autofree char *path = g_build_filename(fx->ksm_dir, name, NULL);
+    g_autofree char *text = g_strconcat(value, "\n", NULL);
+    write_file(path, text);
+}
+
+char *hook_fixture_ksm_get(HookFixture *fx, const char *name)
+{
+    g_autofree char *path = g_build_filename(fx->ksm_dir, name, NULL);
+    char *text = NULL;
+    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+    return g_strstrip(text);
+}
+
+void hook_fixture_meminfo(HookFixture *fx, guint64 available_kib)
+{
+    g_autofree char *path = g_build_filename(fx->procfs, "meminfo", NULL);
+    g_autofree char *text = g_strdup_printf(
+        "MemTotal:       %" G_GUINT64_FORMAT " kB\nMemFree:        %" G_GUINT64_FORMAT
+        " kB\nMemAvailable:   %" G_GUINT64_FORMAT " kB\n",
+        available_kib * 2, available_kib, available_kib);
+    write_file(path, text);
+}
+
+void hook_fixture_qemu(HookFixture *fx, pid_t pid, const char *uuid, guint64 start_time)
+{
+    g_autofree char *dir = g_strdup_printf("%s/%d", fx->procfs, (int)pid);
+    g_autofree char *cmdline = g_build_filename(dir, "cmdline", NULL);
+    g_autofree char *stat = g_build_filename(dir, "stat", NULL);
+    g_autofree char *stat_text = g_strdup_printf(
+        "%d (qemu-system-x86) S 1 %d %d 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 %" G_GUINT64_FORMAT
+        " 0 0\n", (int)pid, (int)pid, (int)pid, start_time);
+    GString *argv = g_string_new(NULL);
+
+    g_string_append(argv, "/usr/bin/qemu-system-x86_64");
+    g_string_append_c(argv, '\0');
+    g_string_append(argv, "-uuid");
+    g_string_append_c(argv, '\0');
+    g_string_append(argv, uuid);
+    g_string_append_c(argv, '\0');
+    g_assert_cmpint(g_mkdir_with_parents(dir, 0755), ==, 0);
+    g_assert_true(g_file_set_contents(cmdline, argv->str, argv->len, NULL));
+    g_string_free(argv, TRUE);
+    write_file(stat, stat_text);
+}
+
+void hook_fixture_qemu_exit(HookFixture *fx, pid_t pid)
+{
+    g_autofree char *dir = g_strdup_printf("%s/%d", fx->procfs, (int)pid);
+    remove_tree(dir);
+}
+
+void hook_run_text(HookFixture *fx, const char *name, const char *op, const char *xml,
+                   HookRun *run)
+{
+    const char *bin = g_getenv("SAMEPAGE_HOOK_BIN");
+    g_autoptr(GSubprocessLauncher) launcher =
+        g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                  G_SUBPROCESS_FLAGS_STDERR_PIPE);
+    g_autoptr(GError) error = NULL;
+
+    g_assert_nonnull(bin);
+    g_subprocess_launcher_setenv(launcher, "SAMEPAGE_SYSFS_ROOT", fx->sysfs, TRUE);
+    g_subprocess_launcher_setenv(launcher, "SAMEPAGE_PROCFS_ROOT", fx->procfs, TRUE);
+    g_subprocess_launcher_setenv(launcher, "SAMEPAGE_HOOK_STATE_DIR", fx->state_dir, TRUE);
+    g_subprocess_launcher_setenv(launcher, "SAMEPAGE_HOOK_CONFIG", fx->config, TRUE);
+    g_subprocess_launcher_setenv(launcher, "SAMEPAGE_LOCK", fx->lock, TRUE);
+    g_subprocess_launcher_setenv(launcher, "SAMEPAGE_HOOK_SYSLOG", "0", TRUE);
+
+    gint64 start = g_get_monotonic_time();
+    g_autoptr(GSubprocess) proc = g_subprocess_launcher_spawn(launcher, &error, bin, name, op,
+                                                              "begin", "-", NULL);
+    g_assert_no_error(error);
+    /* communicate returns when the hook exited and closed its pipes: a
+     * detached child that kept them open would show here as a slow run. */
+    g_assert_true(g_subprocess_communicate_utf8(proc, xml ? xml : "", NULL, &run->out,
+                                                &run->err, &error));
+    g_assert_no_error(error);
+    run->elapsed_ms = (g_get_monotonic_time() - start) / 1000;
+    run->status = g_subprocess_get_exit_status(proc);
+    if (g_test_verbose()) {
+        g_printerr("hook %s %s -> %d in %" G_GINT64_FORMAT " ms\n%s", op, name, run->status,
+                   run->elapsed_ms, run->err);
+    }
+}
+
+void hook_run(HookFixture *fx, const char *name, const char *op, const char *xml_file,
+              HookRun *run)
+{
+    g_autofree char *text = NULL;
+
+    if (xml_file) {
+        g_autofree char *path = g_test_build_filename(G_TEST_DIST, "xml", xml_file, NULL);
+        g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+    }
+    hook_run_text(fx, name, op, text, run);
+}
+
+void hook_run_clear(HookRun *run)
+{
+    g_free(run->out);
+    g_free(run->err);
+    memset(run, 0, sizeof(*run));
+}
+
+char *hook_fixture_state_file(HookFixture *fx, const char *uuid)
+{
+    g_autofree char *file = g_strconcat(uuid, ".state", NULL);
+    return g_build_filename(fx->state_dir, file, NULL);
+}
+
+guint hook_fixture_n_state_files(HookFixture *fx)
+{
+    g_autoptr(GDir) dir = g_dir_open(fx->state_dir, 0, NULL);
+    const char *entry;
+    guint n = 0;
+
+    while (dir && (entry = g_dir_read_name(dir))) {
+        n += g_str_has_suffix(entry, ".state");
+    }
+    return n;
+}
+
+char *hook_fixture_wait_outcome(HookFixture *fx, gint64 timeout_ms)
+{
+    g_autofree char *path = g_build_filename(fx->state_dir, "last-unmerge.json", NULL);
+    gint64 deadline = g_get_monotonic_time() + timeout_ms * 1000;
+    char *text = NULL;
+
+    while (g_get_monotonic_time() < deadline) {
+        if (g_file_get_contents(path, &text, NULL, NULL)) {
+            return text;
+        }
+        g_usleep(20 * 1000);
+    }
+    return NULL;
+}
+
+char *hook_fixture_read_log(HookFixture *fx)
+{
+    char *text = NULL;
+    if (!g_file_get_contents(fx->log, &text, NULL, NULL)) {
+        return g_strdup("");
+    }
+    return text;
+}

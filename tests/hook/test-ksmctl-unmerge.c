@@ -1,0 +1,511 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-ksmctl-unmerge.c: `ksmctl unmerge`.
+ *
+ *   --all    the binary against a fake KSM tree: done, refused (with and
+ *            without --stop-if-refused), --force, lock busy, exit codes
+ *   --pid    the binary against a fake QEMU: a /proc/PID/cmdline naming a
+ *            QMP socket served by a thread here that speaks enough QMP
+ *            (greeting, capabilities, ksm-unmerge, query-jobs, job-dismiss)
+ *   parser   the QMP socket found from QEMU command lines, in-process
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <gio/gio.h>
+#include <gio/gunixsocketaddress.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+
+#include "hook-fixture.h"
+#include "unmerge.h"
+
+#define FAKE_PID 31337
+
+typedef struct {
+    int status;
+    char *out, *err;
+} Run;
+
+static void run_ksmctl(HookFixture *fx, Run *r, ...)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_autoptr(GSubprocessLauncher) launcher =
+        g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+    g_autoptr(GError) error = NULL;
+    va_list args;
+    const char *arg;
+
+    g_ptr_array_add(argv, (gpointer)g_getenv("KSMCTL"));
+    g_ptr_array_add(argv, (gpointer)"unmerge");
+    va_start(args, r);
+    while ((arg = va_arg(args, const char *))) {
+        g_ptr_array_add(argv, (gpointer)arg);
+    }
+    va_end(args);
+    g_ptr_array_add(argv, (gpointer)"--sysfs-root");
+    g_ptr_array_add(argv, fx->sysfs);
+    g_ptr_array_add(argv, (gpointer)"--procfs-root");
+    g_ptr_array_add(argv, fx->procfs);
+    g_ptr_array_add(argv, NULL);
+    g_subprocess_launcher_setenv(launcher, "SAMEPAGE_LOCK", fx->lock, TRUE);
+    g_autoptr(GSubprocess) proc = g_subprocess_launcher_spawnv(
+        launcher, (const char *const *)argv->pdata, &error);
+    g_assert_no_error(error);
+    g_assert_true(g_subprocess_communicate_utf8(proc, NULL, NULL, &r->out, &r->err, &error));
+    r->status = g_subprocess_get_exit_status(proc);
+    if (g_test_verbose()) {
+        g_printerr("ksmctl -> %d\n%s%s", r->status, r->out, r->err);
+    }
+}
+
+static void run_clear(Run *r)
+{
+    g_free(r->out);
+    g_free(r->err);
+    memset(r, 0, sizeof(*r));
+}
+
+static JsonObject *json_line(const char *text)
+{
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GError) error = NULL;
+    if (!json_parser_load_from_data(parser, text, -1, &error)) {
+        g_error("not JSON (%s): %s", error->message, text);
+    }
+    return json_object_ref(json_node_get_object(json_parser_get_root(parser)));
+}
+
+static void assert_contains(const char *haystack, const char *needle)
+{
+    if (!strstr(haystack, needle)) {
+        g_error("'%s' not found in:\n%s", needle, haystack);
+    }
+}
+
+/* ---- --all ---- */
+
+static void test_all_done(HookFixture *fx, gconstpointer data)
+{
+    Run r = { 0 };
+
+    hook_fixture_ksm_set(fx, "run", "1");
+    hook_fixture_ksm_set(fx, "pages_sharing", "1000");
+    run_ksmctl(fx, &r, "--all", "--json", NULL);
+    g_assert_cmpint(r.status, ==, 0);
+    g_autoptr(JsonObject) o = json_line(r.out);
+    g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, "done");
+    g_assert_cmpint(json_object_get_int_member(o, "needed_bytes"), ==, 1000 * 4096);
+    g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
+    g_assert_cmpstr(runv, ==, "2");
+    run_clear(&r);
+
+    /* Without --json: one human line. */
+    run_ksmctl(fx, &r, "--all", NULL);
+    g_assert_cmpint(r.status, ==, 0);
+    g_assert_true(g_str_has_prefix(r.out, "unmerge done: "));
+    run_clear(&r);
+}
+
+static void test_all_refused(HookFixture *fx, gconstpointer data)
+{
+    Run r = { 0 };
+
+    hook_fixture_ksm_set(fx, "run", "1");
+    hook_fixture_ksm_set(fx, "pages_sharing", "1000");
+    hook_fixture_meminfo(fx, 100 * 1024);   /* 100 MiB available */
+    run_ksmctl(fx, &r, "--all", "--json", "--reserve", "200", NULL);
+    g_assert_cmpint(r.status, ==, 1);
+    g_autoptr(JsonObject) o = json_line(r.out);
+    g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, "refused");
+    g_assert_false(json_object_get_boolean_member(o, "stopped_ksmd"));
+    assert_contains(r.err, "refused");
+    g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
+    g_assert_cmpstr(runv, ==, "1");
+    run_clear(&r);
+
+    run_ksmctl(fx, &r, "--all", "--reserve", "200", "--stop-if-refused", NULL);
+    g_assert_cmpint(r.status, ==, 1);
+    assert_contains(r.out, "unmerge refused: ");
+    assert_contains(r.out, "ksmd stopped");
+    g_autofree char *runv2 = hook_fixture_ksm_get(fx, "run");
+    g_assert_cmpstr(runv2, ==, "0");
+    run_clear(&r);
+
+    run_ksmctl(fx, &r, "--all", "--reserve", "200", "--force", "--json", NULL);
+    g_assert_cmpint(r.status, ==, 0);
+    g_autofree char *runv3 = hook_fixture_ksm_get(fx, "run");
+    g_assert_cmpstr(runv3, ==, "2");
+    run_clear(&r);
+}
+
+static void test_all_lock_busy(HookFixture *fx, gconstpointer data)
+{
+    Run r = { 0 };
+    g_autofree char *dir = g_path_get_dirname(fx->lock);
+
+    g_assert_cmpint(g_mkdir_with_parents(dir, 0700), ==, 0);
+    int fd = open(fx->lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    g_assert_cmpint(flock(fd, LOCK_EX), ==, 0);
+    gint64 start = g_get_monotonic_time();
+    run_ksmctl(fx, &r, "--all", "--lock-timeout", "0.5", NULL);
+    g_assert_cmpint(r.status, ==, 1);
+    g_assert_cmpint(g_get_monotonic_time() - start, <, 5 * G_USEC_PER_SEC);
+    assert_contains(r.err, "holds");
+    g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
+    g_assert_cmpstr(runv, ==, "0");
+    close(fd);
+    run_clear(&r);
+}
+
+static void test_usage(HookFixture *fx, gconstpointer data)
+{
+    Run r = { 0 };
+
+    run_ksmctl(fx, &r, NULL);
+    g_assert_cmpint(r.status, ==, 2);
+    run_clear(&r);
+    run_ksmctl(fx, &r, "--all", "--pid", "1", NULL);
+    g_assert_cmpint(r.status, ==, 2);
+    run_clear(&r);
+    run_ksmctl(fx, &r, "--all", "--backend", "ram0", NULL);
+    g_assert_cmpint(r.status, ==, 2);
+    run_clear(&r);
+    run_ksmctl(fx, &r, "--all", "--bogus", NULL);
+    g_assert_cmpint(r.status, ==, 2);
+    run_clear(&r);
+
+    g_autofree char *run_file = g_build_filename(fx->ksm_dir, "run", NULL);
+    g_unlink(run_file);
+    run_ksmctl(fx, &r, "--all", NULL);
+    g_assert_cmpint(r.status, ==, 3);
+    run_clear(&r);
+}
+
+/* ---- --pid against a fake QMP server ---- */
+
+typedef enum { FAKE_OK, FAKE_NO_COMMAND, FAKE_REFUSE, FAKE_JOB_ERROR } FakeMode;
+
+typedef struct {
+    FakeMode mode;
+    GSocket *listener;
+    char *path;
+    GThread *thread;
+    GPtrArray *commands;   /* "name" or "name {args}" as received */
+    char *unmerge_args;    /* the arguments of ksm-unmerge, as JSON */
+} FakeQmp;
+
+static void send_line(GOutputStream *out, const char *text)
+{
+    g_autofree char *line = g_strconcat(text, "\r\n", NULL);
+    g_output_stream_write_all(out, line, strlen(line), NULL, NULL, NULL);
+}
+
+static gpointer fake_qmp_thread(gpointer data)
+{
+    FakeQmp *f = data;
+    g_autoptr(GSocket) sock = g_socket_accept(f->listener, NULL, NULL);
+    if (!sock) {
+        return NULL;
+    }
+    g_autoptr(GSocketConnection) conn = g_socket_connection_factory_create_connection(sock);
+    g_autoptr(GDataInputStream) in =
+        g_data_input_stream_new(g_io_stream_get_input_stream(G_IO_STREAM(conn)));
+    GOutputStream *out = g_io_stream_get_output_stream(G_IO_STREAM(conn));
+    char *job_id = NULL;
+    int polls = 0;
+
+    send_line(out, "{\"QMP\": {\"version\": {\"qemu\": {\"major\": 7, \"minor\": 2, "
+                   "\"micro\": 0}, \"package\": \"\"}, \"capabilities\": [\"oob\"]}}");
+    for (;;) {
+        g_autofree char *line = g_data_input_stream_read_line_utf8(in, NULL, NULL, NULL);
+        if (!line) {
+            break;
+        }
+        g_autoptr(JsonParser) parser = json_parser_new();
+        g_assert_true(json_parser_load_from_data(parser, line, -1, NULL));
+        JsonObject *cmd = json_node_get_object(json_parser_get_root(parser));
+        const char *name = json_object_get_string_member(cmd, "execute");
+        g_ptr_array_add(f->commands, g_strdup(name));
+
+        if (strcmp(name, "qmp_capabilities") == 0 || strcmp(name, "job-dismiss") == 0) {
+            send_line(out, "{\"return\": {}}");
+        } else if (strcmp(name, "ksm-unmerge") == 0) {
+            JsonObject *args = json_object_get_object_member(cmd, "arguments");
+            JsonNode *node = json_node_new(JSON_NODE_OBJECT);
+            json_node_set_object(node, args);
+            f->unmerge_args = json_to_string(node, FALSE);
+            json_node_unref(node);
+            job_id = g_strdup(json_object_get_string_member(args, "job-id"));
+            if (f->mode == FAKE_NO_COMMAND) {
+                send_line(out, "{\"error\": {\"class\": \"CommandNotFound\", "
+                               "\"desc\": \"The command ksm-unmerge has not been found\"}}");
+            } else if (f->mode == FAKE_REFUSE) {
+                send_line(out, "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+                               "\"unmerging may need 512 MiB but only 100 MiB is available\"}}");
+            } else {
+                /* An event before the reply: a client must skip it. */
+                send_line(out, "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, "
+                               "\"event\": \"JOB_STATUS_CHANGE\", \"data\": {\"status\": "
+                               "\"created\", \"id\": \"x\"}}");
+                send_line(out, "{\"return\": {}}");
+            }
+        } else if (strcmp(name, "query-jobs") == 0) {
+            polls++;
+            g_autofree char *reply = NULL;
+            if (polls < 3) {
+                reply = g_strdup_printf("{\"return\": [{\"id\": \"other\", \"type\": \"backup\", "
+                                        "\"status\": \"running\", \"current-progress\": 0, "
+                                        "\"total-progress\": 1}, {\"id\": \"%s\", \"type\": "
+                                        "\"ksm-unmerge\", \"status\": \"running\", "
+                                        "\"current-progress\": %d, \"total-progress\": 4}]}",
+                                        job_id, polls);
+            } else if (f->mode == FAKE_JOB_ERROR) {
+                reply = g_strdup_printf("{\"return\": [{\"id\": \"%s\", \"type\": \"ksm-unmerge\", "
+                                        "\"status\": \"concluded\", \"current-progress\": 2, "
+                                        "\"total-progress\": 4, \"error\": \"madvise: Cannot "
+                                        "allocate memory\"}]}", job_id);
+            } else {
+                reply = g_strdup_printf("{\"return\": [{\"id\": \"%s\", \"type\": \"ksm-unmerge\", "
+                                        "\"status\": \"concluded\", \"current-progress\": 4, "
+                                        "\"total-progress\": 4}]}", job_id);
+            }
+            send_line(out, reply);
+        } else {
+            send_line(out, "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"no\"}}");
+        }
+    }
+    g_free(job_id);
+    return NULL;
+}
+
+static void fake_qmp_start(HookFixture *fx, FakeQmp *f, FakeMode mode, gboolean chardev_style)
+{
+    g_autoptr(GError) error = NULL;
+
+    memset(f, 0, sizeof(*f));
+    f->mode = mode;
+    f->commands = g_ptr_array_new_with_free_func(g_free);
+    f->path = g_build_filename(fx->root, "qmp, sock", NULL);   /* a comma: ",," on the cmdline */
+    f->listener = g_socket_new(G_SOCKET_FAMILY_UNIX, G_SOCKET_TYPE_STREAM, 0, &error);
+    g_assert_no_error(error);
+    g_autoptr(GSocketAddress) addr = g_unix_socket_address_new(f->path);
+    g_assert_true(g_socket_bind(f->listener, addr, TRUE, &error));
+    g_assert_true(g_socket_listen(f->listener, &error));
+    f->thread = g_thread_new("fake-qmp", fake_qmp_thread, f);
+
+    /* The fake QEMU's command line, QemuOpts escaping included. */
+    g_autofree char *escaped = NULL;
+    {
+        g_auto(GStrv) parts = g_strsplit(f->path, ",", -1);
+        escaped = g_strjoinv(",,", parts);
+    }
+    g_autofree char *dir = g_strdup_printf("%s/%d", fx->procfs, FAKE_PID);
+    g_autofree char *cmdline = g_build_filename(dir, "cmdline", NULL);
+    GString *argv = g_string_new("/usr/bin/qemu-system-x86_64");
+    g_string_append_c(argv, '\0');
+    if (chardev_style) {
+        g_string_append(argv, "-mon");
+        g_string_append_c(argv, '\0');
+        g_string_append(argv, "chardev=qmp0,mode=control,pretty=on");
+        g_string_append_c(argv, '\0');
+        g_string_append(argv, "-chardev");
+        g_string_append_c(argv, '\0');
+        g_string_append_printf(argv, "socket,id=qmp0,path=%s,server=on,wait=off", escaped);
+    } else {
+        g_string_append(argv, "-qmp");
+        g_string_append_c(argv, '\0');
+        g_string_append_printf(argv, "unix:%s,server,nowait", escaped);
+    }
+    g_string_append_c(argv, '\0');
+    g_assert_cmpint(g_mkdir_with_parents(dir, 0755), ==, 0);
+    g_assert_true(g_file_set_contents(cmdline, argv->str, argv->len, NULL));
+    g_string_free(argv, TRUE);
+}
+
+/* Wait for the server thread: after this every command is in f->commands. */
+static void fake_qmp_join(FakeQmp *f)
+{
+    if (f->thread) {
+        g_socket_close(f->listener, NULL);
+        g_thread_join(f->thread);
+        f->thread = NULL;
+    }
+}
+
+static void fake_qmp_stop(FakeQmp *f)
+{
+    fake_qmp_join(f);
+    g_object_unref(f->listener);
+    g_ptr_array_unref(f->commands);
+    g_free(f->unmerge_args);
+    g_unlink(f->path);
+    g_free(f->path);
+}
+
+static gboolean has_command(FakeQmp *f, const char *name)
+{
+    for (guint i = 0; i < f->commands->len; i++) {
+        if (strcmp(f->commands->pdata[i], name) == 0) {
+            return TRUE;
+        }
+    }
+    return FALSE;
+}
+
+static void test_pid_done(HookFixture *fx, gconstpointer data)
+{
+    FakeQmp f;
+    Run r = { 0 };
+    g_autofree char *pid = g_strdup_printf("%d", FAKE_PID);
+
+    fake_qmp_start(fx, &f, FAKE_OK, GPOINTER_TO_INT(data));
+    run_ksmctl(fx, &r, "--pid", pid, "--backend", "pc.ram", "--force", "--json", NULL);
+    g_assert_cmpint(r.status, ==, 0);
+    g_autoptr(JsonObject) o = json_line(r.out);
+    g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, "done");
+    g_assert_cmpstr(json_object_get_string_member(o, "backend"), ==, "pc.ram");
+    const char *job_id = json_object_get_string_member(o, "job_id");
+    g_assert_true(g_str_has_prefix(job_id, "ksmctl-unmerge-"));
+    fake_qmp_join(&f);
+    g_assert_true(has_command(&f, "qmp_capabilities"));
+    g_assert_true(has_command(&f, "job-dismiss"));
+    assert_contains(f.unmerge_args, "\"id\":\"pc.ram\"");
+    assert_contains(f.unmerge_args, "\"force\":true");
+    assert_contains(f.unmerge_args, "\"auto-dismiss\":false");
+    assert_contains(f.unmerge_args, job_id);
+    fake_qmp_stop(&f);
+    run_clear(&r);
+}
+
+static void test_pid_failures(HookFixture *fx, gconstpointer data)
+{
+    static const struct {
+        FakeMode mode;
+        const char *result, *text;
+    } cases[] = {
+        { FAKE_NO_COMMAND, "unsupported", "not samepage's QEMU" },
+        { FAKE_REFUSE, "refused", "only 100 MiB" },
+        { FAKE_JOB_ERROR, "failed", "Cannot allocate memory" },
+    };
+    g_autofree char *pid = g_strdup_printf("%d", FAKE_PID);
+
+    for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+        FakeQmp f;
+        Run r = { 0 };
+        fake_qmp_start(fx, &f, cases[i].mode, FALSE);
+        run_ksmctl(fx, &r, "--pid", pid, "--json", NULL);
+        g_assert_cmpint(r.status, ==, 1);
+        g_autoptr(JsonObject) o = json_line(r.out);
+        g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, cases[i].result);
+        assert_contains(json_object_get_string_member(o, "error"), cases[i].text);
+        fake_qmp_stop(&f);
+        run_clear(&r);
+    }
+}
+
+static void test_pid_not_qemu(HookFixture *fx, gconstpointer data)
+{
+    Run r = { 0 };
+    g_autofree char *dir = g_strdup_printf("%s/%d", fx->procfs, FAKE_PID);
+    g_autofree char *cmdline = g_build_filename(dir, "cmdline", NULL);
+    g_autofree char *pid = g_strdup_printf("%d", FAKE_PID);
+
+    g_assert_cmpint(g_mkdir_with_parents(dir, 0755), ==, 0);
+    g_assert_true(g_file_set_contents(cmdline, "/bin/bash\0-c\0x\0", 15, NULL));
+    run_ksmctl(fx, &r, "--pid", pid, NULL);
+    g_assert_cmpint(r.status, ==, 1);
+    assert_contains(r.err, "not QEMU");
+    run_clear(&r);
+    run_ksmctl(fx, &r, "--pid", "99999", NULL);
+    g_assert_cmpint(r.status, ==, 1);
+    assert_contains(r.err, "no process 99999");
+    run_clear(&r);
+}
+
+/* ---- the parser, in-process ---- */
+
+static char *find(const char *cwd, GError **error, ...)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    va_list args;
+    const char *arg;
+
+    g_ptr_array_add(argv, (gpointer)"qemu-system-x86_64");
+    va_start(args, error);
+    while ((arg = va_arg(args, const char *))) {
+        g_ptr_array_add(argv, (gpointer)arg);
+    }
+    va_end(args);
+    return ksmctl_qmp_socket_from_argv((const char *const *)argv->pdata, argv->len, cwd, error);
+}
+
+static void test_socket_parser(void)
+{
+    g_autoptr(GError) e = NULL;
+    char *p;
+
+    p = find(NULL, &e, "-qmp", "unix:/run/q.sock,server=on,wait=off", NULL);
+    g_assert_cmpstr(p, ==, "/run/q.sock");
+    g_free(p);
+    p = find(NULL, &e, "--qmp-pretty", "unix:/a,,b,server,nowait", NULL);
+    g_assert_cmpstr(p, ==, "/a,b");
+    g_free(p);
+    p = find("/var/lib/vm", &e, "-qmp", "unix:rel.sock,server", NULL);
+    g_assert_cmpstr(p, ==, "/var/lib/vm/rel.sock");
+    g_free(p);
+    /* -mon before its -chardev; an HMP monitor and a serial socket beside. */
+    p = find(NULL, &e, "-mon", "chardev=hmp,mode=readline", "-mon", "qmp0,mode=control",
+             "-chardev", "socket,id=hmp,path=/hmp.sock,server=on",
+             "-chardev", "socket,id=serial,path=/serial.sock,server=on",
+             "-chardev", "socket,id=qmp0,path=/qmp.sock,server=on,wait=off", NULL);
+    g_assert_cmpstr(p, ==, "/qmp.sock");
+    g_free(p);
+
+    static const struct {
+        const char *opt, *value, *why;
+    } bad[] = {
+        { "-qmp", "tcp:localhost:4444,server", "not a unix socket" },
+        { "-qmp", "unix:/c.sock", "client socket" },
+        { "-qmp", "unix:/c.sock,server=off", "client socket" },
+        { "-qmp", "unix:/c.sock,server=on,abstract=on", "abstract" },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autoptr(GError) err = NULL;
+        g_assert_null(find(NULL, &err, bad[i].opt, bad[i].value, NULL));
+        assert_contains(err->message, bad[i].why);
+    }
+    /* libvirt's style: the monitor socket is passed as a file descriptor. */
+    g_autoptr(GError) err = NULL;
+    g_assert_null(find(NULL, &err, "-chardev", "socket,id=charmonitor,fd=23,server=on,wait=off",
+                       "-mon", "chardev=charmonitor,id=monitor,mode=control", NULL));
+    assert_contains(err->message, "--domain");
+    g_autoptr(GError) none = NULL;
+    g_assert_null(find(NULL, &none, "-m", "512", NULL));
+    assert_contains(none->message, "no QMP unix socket");
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (!g_getenv("KSMCTL")) {
+        g_printerr("KSMCTL is not set (meson test sets it)\n");
+        return 77;
+    }
+    HOOK_TEST("/ksmctl-unmerge/all/done", test_all_done);
+    HOOK_TEST("/ksmctl-unmerge/all/refused", test_all_refused);
+    HOOK_TEST("/ksmctl-unmerge/all/lock-busy", test_all_lock_busy);
+    HOOK_TEST("/ksmctl-unmerge/usage", test_usage);
+    g_test_add("/ksmctl-unmerge/pid/done-qmp-option", HookFixture, GINT_TO_POINTER(FALSE),
+               hook_fixture_setup, test_pid_done, hook_fixture_teardown);
+    g_test_add("/ksmctl-unmerge/pid/done-chardev-mon", HookFixture, GINT_TO_POINTER(TRUE),
+               hook_fixture_setup, test_pid_done, hook_fixture_teardown);
+    HOOK_TEST("/ksmctl-unmerge/pid/failures", test_pid_failures);
+    HOOK_TEST("/ksmctl-unmerge/pid/not-qemu", test_pid_not_qemu);
+    g_test_add_func("/ksmctl-unmerge/socket-parser", test_socket_parser);
+    return g_test_run();
+}

@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-policy.c: the hook's parsers in-process: domain XML policy, host
+ * config, names in log lines, UUIDs, /proc/PID/stat.
+ */
+#include <string.h>
+
+#include <glib/gstdio.h>
+
+#include "hook.h"
+
+static char *xml_path(const char *name)
+{
+    return g_test_build_filename(G_TEST_DIST, "xml", name, NULL);
+}
+
+/* Parse xml/<name>; returns TRUE/FALSE and fills p and error. */
+static gboolean parse(const char *name, HookPolicy *p, GError **error)
+{
+    g_autofree char *path = xml_path(name);
+    g_autofree char *text = NULL;
+    gsize len;
+
+    g_assert_true(g_file_get_contents(path, &text, &len, NULL));
+    hook_policy_init(p);
+    return hook_policy_parse(text, len, p, error);
+}
+
+static void expect_refusal(const char *name, const char *const *must_contain)
+{
+    g_auto(HookPolicy) p;
+    g_autoptr(GError) error = NULL;
+
+    g_assert_false(parse(name, &p, &error));
+    g_assert_nonnull(error);
+    for (guint i = 0; must_contain[i]; i++) {
+        if (!strstr(error->message, must_contain[i])) {
+            g_error("%s: message '%s' lacks '%s'", name, error->message, must_contain[i]);
+        }
+    }
+}
+
+static void test_merge_yes(void)
+{
+    g_auto(HookPolicy) p;
+    g_autoptr(GError) error = NULL;
+
+    g_assert_true(parse("merge-yes.xml", &p, &error));
+    g_assert_no_error(error);
+    g_assert_cmpstr(p.name, ==, "web-1");
+    g_assert_cmpstr(p.uuid, ==, "11111111-1111-1111-1111-111111111111");
+    g_assert_true(p.has_policy);
+    g_assert_cmpint(p.merge, ==, 1);
+    g_assert_true(p.mergeable);
+    g_assert_false(p.nosharepages);
+    g_assert_cmpstr(p.group, ==, "tenant-a");
+    g_assert_cmpuint(p.warnings->len, ==, 0);
+}
+
+static void test_default_follows_libvirt(void)
+{
+    g_auto(HookPolicy) p;
+    g_auto(HookPolicy) q;
+    g_autoptr(GError) error = NULL;
+
+    /* No policy: libvirt's default mem-merge=on decides; a foreign
+     * namespace's element with odd values is not ours to judge. */
+    g_assert_true(parse("default.xml", &p, &error));
+    g_assert_false(p.has_policy);
+    g_assert_cmpint(p.merge, ==, -1);
+    g_assert_true(p.mergeable);
+    g_assert_cmpstr(p.group, ==, "default");
+
+    g_assert_true(parse("nosharepages.xml", &q, &error));
+    g_assert_true(q.nosharepages);
+    g_assert_false(q.mergeable);
+}
+
+static void test_merge_no_agrees(void)
+{
+    g_auto(HookPolicy) p;
+    g_autoptr(GError) error = NULL;
+
+    g_assert_true(parse("merge-no-nosharepages.xml", &p, &error));
+    g_assert_cmpint(p.merge, ==, 0);
+    g_assert_false(p.mergeable);
+}
+
+static void test_contradictions(void)
+{
+    expect_refusal("contradiction-yes.xml", (const char *const[]){
+        "contradictory", "merge=\"yes\"", "<nosharepages/>", NULL });
+    expect_refusal("contradiction-no.xml", (const char *const[]){
+        "contradictory", "merge=\"no\"", "nosharepages", NULL });
+}
+
+static void test_bad_policies(void)
+{
+    expect_refusal("bad-merge-value.xml", (const char *const[]){ "maybe", "yes or no", NULL });
+    expect_refusal("unknown-attribute.xml", (const char *const[]){ "grup", "unknown attribute", NULL });
+    expect_refusal("bad-group.xml", (const char *const[]){ "../etc/passwd", "trust group", NULL });
+    expect_refusal("two-policies.xml", (const char *const[]){ "more than one", NULL });
+    expect_refusal("unknown-element.xml", (const char *const[]){ "polcy", NULL });
+}
+
+static void test_bad_xml(void)
+{
+    expect_refusal("malformed.xml", (const char *const[]){ "malformed", "line", NULL });
+    expect_refusal("no-uuid.xml", (const char *const[]){ "no <uuid>", NULL });
+    expect_refusal("bad-uuid.xml", (const char *const[]){ "invalid <uuid>", NULL });
+    expect_refusal("not-domain.xml", (const char *const[]){ "not a <domain>", NULL });
+
+    g_auto(HookPolicy) p;
+    g_autoptr(GError) error = NULL;
+    hook_policy_init(&p);
+    g_assert_false(hook_policy_parse("", 0, &p, &error));
+    g_assert_nonnull(strstr(error->message, "no domain XML"));
+}
+
+static void test_entities_not_expanded(void)
+{
+    g_auto(HookPolicy) p;
+    g_autoptr(GError) error = NULL;
+    g_autofree char *hostname = NULL;
+
+    /* An external entity must not pull a file into the hook. */
+    if (parse("entity.xml", &p, &error)) {
+        g_file_get_contents("/etc/hostname", &hostname, NULL, NULL);
+        if (hostname && *g_strstrip(hostname)) {
+            g_assert_null(strstr(p.name ? p.name : "", hostname));
+        }
+    }
+}
+
+static void test_hostile_name(void)
+{
+    g_auto(HookPolicy) p;
+    g_autoptr(GError) error = NULL;
+
+    g_assert_true(parse("hostile.xml", &p, &error));
+    /* The UUID is normalised; the name is kept as it is (only logged, quoted). */
+    g_assert_cmpstr(p.uuid, ==, "99999999-aaaa-bbbb-cccc-dddddddddddd");
+    g_assert_nonnull(strstr(p.name, "/../.."));
+}
+
+static void test_backing_warnings(void)
+{
+    g_auto(HookPolicy) p;
+    g_autoptr(GError) error = NULL;
+
+    g_assert_true(parse("hugepages.xml", &p, &error));
+    g_assert_true(p.mergeable);
+    g_assert_cmpuint(p.warnings->len, ==, 2);
+}
+
+static void test_identify_lenient(void)
+{
+    g_auto(HookPolicy) p;
+    g_autoptr(GError) error = NULL;
+    g_autofree char *path = xml_path("bad-merge-value.xml");
+    g_autofree char *text = NULL;
+    gsize len;
+
+    /* stopped/release must find the UUID even when the policy is bad. */
+    g_assert_true(g_file_get_contents(path, &text, &len, NULL));
+    hook_policy_init(&p);
+    g_assert_true(hook_policy_identify(text, len, &p, &error));
+    g_assert_cmpstr(p.uuid, ==, "66666666-6666-6666-6666-666666666666");
+}
+
+static void test_uuid_and_group(void)
+{
+    char out[37];
+
+    g_assert_true(hook_uuid_normalize("ABCDEF01-2345-6789-abcd-ef0123456789", out));
+    g_assert_cmpstr(out, ==, "abcdef01-2345-6789-abcd-ef0123456789");
+    g_assert_false(hook_uuid_normalize("abcdef0123456789abcdef0123456789", out));
+    g_assert_false(hook_uuid_normalize("abcdef01-2345-6789-abcd-ef012345678/", out));
+    g_assert_false(hook_uuid_normalize("../../../../../../../../../../../../x", out));
+    g_assert_false(hook_uuid_normalize(NULL, out));
+
+    g_assert_true(hook_group_valid("tenant-a.prod_1"));
+    g_assert_false(hook_group_valid(""));
+    g_assert_false(hook_group_valid("-x"));
+    g_assert_false(hook_group_valid("a/b"));
+    g_assert_false(hook_group_valid("a b"));
+    g_assert_false(hook_group_valid("ä"));
+}
+
+static void test_quote(void)
+{
+    g_autofree char *a = hook_quote("plain name");
+    g_autofree char *b = hook_quote("new\nline 'q' \"d\" back\\slash");
+    g_autofree char *c = hook_quote("日本 é");
+    g_autofree char *d = hook_quote("\xff\xfe bad utf8");
+    g_autofree char *long_name = g_strnfill(500, 'x');
+    g_autofree char *e = hook_quote(long_name);
+
+    g_assert_cmpstr(a, ==, "plain name");
+    g_assert_cmpstr(b, ==, "new\\u000aline \\'q\\' \\\"d\\\" back\\\\slash");
+    g_assert_cmpstr(c, ==, "日本 é");
+    g_assert_cmpstr(d, ==, "\\xff\\xfe bad utf8");
+    g_assert_cmpuint(strlen(e), ==, 203);
+    g_assert_true(g_str_has_suffix(e, "..."));
+}
+
+static char *write_config(const char *text)
+{
+    g_autofree char *dir = g_dir_make_tmp("hook-config-XXXXXX", NULL);
+    char *path = g_build_filename(dir, "ksm.conf", NULL);
+    g_assert_true(g_file_set_contents(path, text, -1, NULL));
+    return path;
+}
+
+static void remove_config(const char *path)
+{
+    g_autofree char *dir = g_path_get_dirname(path);
+    g_unlink(path);
+    g_rmdir(dir);
+}
+
+static void test_config(void)
+{
+    HookConfig cfg;
+    g_autoptr(GError) error = NULL;
+
+    /* Missing: defaults. */
+    hook_config_init(&cfg);
+    g_assert_true(hook_config_load(&cfg, "/nonexistent/samepage/ksm.conf", &error));
+    g_assert_false(cfg.from_file);
+    g_assert_cmpint(cfg.policy, ==, HOOK_POLICY_STRICT);
+    g_assert_cmpuint(cfg.reserve_mib, ==, 256);
+    hook_config_clear(&cfg);
+
+    /* The installer's default text parses to the defaults. */
+    g_autofree char *def = write_config(hook_config_default_text);
+    hook_config_init(&cfg);
+    g_assert_true(hook_config_load(&cfg, def, &error));
+    g_assert_true(cfg.from_file);
+    g_assert_cmpint(cfg.pages_to_scan, ==, 1000);
+    g_assert_cmpint(cfg.lock_timeout_ms, ==, 5000);
+    g_assert_null(cfg.log_file);
+    hook_config_clear(&cfg);
+    remove_config(def);
+
+    g_autofree char *good = write_config(
+        "[ksm]\npolicy=permissive\nscan=advisor\nadvisor_max_cpu=30\nreserve_mib=1024\n"
+        "unmerge_deadline_s=60\nlock_timeout_s=2\nlog_level=debug\nlog_file=/tmp/x.log\n");
+    hook_config_init(&cfg);
+    g_assert_true(hook_config_load(&cfg, good, &error));
+    g_assert_cmpint(cfg.policy, ==, HOOK_POLICY_PERMISSIVE);
+    g_assert_cmpint(cfg.scan_mode, ==, HOOK_SCAN_ADVISOR);
+    g_assert_cmpint(cfg.advisor_max_cpu, ==, 30);
+    g_assert_cmpuint(cfg.reserve_mib, ==, 1024);
+    g_assert_cmpint(cfg.unmerge_deadline_s, ==, 60);
+    g_assert_cmpint(cfg.lock_timeout_ms, ==, 2000);
+    g_assert_cmpint(cfg.log_level, ==, HOOK_LOG_DEBUG);
+    g_assert_cmpstr(cfg.log_file, ==, "/tmp/x.log");
+    hook_config_clear(&cfg);
+    remove_config(good);
+
+    static const struct {
+        const char *text, *must;
+    } bad[] = {
+        { "[ksm]\npolicy=lenient\n", "policy=lenient" },
+        { "[ksm]\nscan=fast\n", "manual or advisor" },
+        { "[ksm]\npages_to_scan=-5\n", "pages_to_scan=-5" },
+        { "[ksm]\nreserve_mib=lots\n", "reserve_mib=lots" },
+        { "[ksm]\nlock_timeout_s=600\n", "lock_timeout_s=600" },
+        { "[ksm]\nlog_level=chatty\n", "log_level" },
+        { "[ksm]\nlog_file=relative.log\n", "absolute" },
+        { "not a key file\n", "ksm.conf" },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
+        g_autofree char *path = write_config(bad[i].text);
+        g_autoptr(GError) err = NULL;
+        hook_config_init(&cfg);
+        g_assert_false(hook_config_load(&cfg, path, &err));
+        if (!strstr(err->message, bad[i].must) || !strstr(err->message, path)) {
+            g_error("config '%s': message '%s' lacks '%s' or the path", bad[i].text,
+                    err->message, bad[i].must);
+        }
+        hook_config_clear(&cfg);
+        remove_config(path);
+    }
+}
+
+static void test_start_time(void)
+{
+    guint64 t = 0;
+
+    g_assert_true(hook_parse_start_time(
+        "1234 (qemu-system-x86) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 6 0 0 20 0 3 0 "
+        "987654 1000000 2000 18446744073709551615\n", &t));
+    g_assert_cmpuint(t, ==, 987654);
+    /* A comm with spaces and parentheses. */
+    g_assert_true(hook_parse_start_time(
+        "99 (a) b (c) S 1 99 99 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0 0\n", &t));
+    g_assert_cmpuint(t, ==, 42);
+    g_assert_false(hook_parse_start_time("99 (short) S 1 2\n", &t));
+    g_assert_false(hook_parse_start_time("garbage", &t));
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    hook_log_set_stderr(FALSE);
+    g_test_add_func("/hook/policy/merge-yes", test_merge_yes);
+    g_test_add_func("/hook/policy/default-follows-libvirt", test_default_follows_libvirt);
+    g_test_add_func("/hook/policy/merge-no-agrees", test_merge_no_agrees);
+    g_test_add_func("/hook/policy/contradictions", test_contradictions);
+    g_test_add_func("/hook/policy/bad-policies", test_bad_policies);
+    g_test_add_func("/hook/policy/bad-xml", test_bad_xml);
+    g_test_add_func("/hook/policy/entities-not-expanded", test_entities_not_expanded);
+    g_test_add_func("/hook/policy/hostile-name", test_hostile_name);
+    g_test_add_func("/hook/policy/backing-warnings", test_backing_warnings);
+    g_test_add_func("/hook/policy/identify-lenient", test_identify_lenient);
+    g_test_add_func("/hook/uuid-and-group", test_uuid_and_group);
+    g_test_add_func("/hook/quote", test_quote);
+    g_test_add_func("/hook/config", test_config);
+    g_test_add_func("/hook/start-time", test_start_time);
+    return g_test_run();
+}
