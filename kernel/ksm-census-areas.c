@@ -28,17 +28,6 @@ static gboolean anonymous_name(const char *name)
            g_str_has_prefix(name, "[stack:") || g_str_has_prefix(name, "[anon:");
 }
 
-static gboolean has_flag(const char *flags, const char *flag)
-{
-    g_auto(GStrv) words = g_strsplit_set(flags, " \t", -1);
-    for (guint i = 0; words[i]; i++) {
-        if (strcmp(words[i], flag) == 0) {
-            return TRUE;
-        }
-    }
-    return FALSE;
-}
-
 typedef struct {
     GArray *areas;
     gboolean mergeable_only;
@@ -84,7 +73,7 @@ GArray *ksm_census_parse_areas(const char *text, gboolean mergeable_only,
         if (g_str_has_prefix(line, "VmFlags:")) {
             saw_vmflags = TRUE;
             if (p.pending) {
-                p.area.mergeable = has_flag(line + strlen("VmFlags:"), "mg");
+                p.area.mergeable = ksm_vmflags_has(line + strlen("VmFlags:"), "mg");
             }
             continue;
         }

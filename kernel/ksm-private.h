@@ -27,6 +27,9 @@ char *ksm_read_proc(const KsmContext *ctx, pid_t pid, const char *name, gsize *l
 /* Set error from errno for an operation on path; returns FALSE. */
 gboolean ksm_set_errno_error(GError **error, int err, const char *what, const char *path);
 
+/* Is flag one of the words of an smaps VmFlags value ("rd wr mg")? */
+gboolean ksm_vmflags_has(const char *flags, const char *flag);
+
 /* g_get_monotonic_time in ms. */
 gint64 ksm_now_ms(void);
 

@@ -34,7 +34,7 @@ static gboolean parse_area_header(const char *line, guint64 *start, guint64 *end
     return TRUE;
 }
 
-static gboolean has_flag(const char *flags, const char *flag)
+gboolean ksm_vmflags_has(const char *flags, const char *flag)
 {
     g_auto(GStrv) words = g_strsplit_set(flags, " \t", -1);
     for (guint i = 0; words[i]; i++) {
@@ -112,7 +112,7 @@ gboolean ksm_range_smaps_parse(const char *text, guint64 start, guint64 len,
                         "smaps line %u comes before any area: '%s'", i + 1, line);
             return FALSE;
         } else if (g_str_has_prefix(line, "VmFlags:")) {
-            area.mergeable = has_flag(colon + 1, "mg");
+            area.mergeable = ksm_vmflags_has(colon + 1, "mg");
         } else if (g_str_has_prefix(line, "KSM:")) {
             gint64 kb = g_ascii_strtoll(colon + 1, NULL, 10);
             area.ksm_kb = kb >= 0 ? kb : 0;

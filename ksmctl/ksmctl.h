@@ -43,6 +43,9 @@ int ksmctl_cmd_status(KsmctlGlobal *global, int argc, char **argv);
 int ksmctl_cmd_stats(KsmctlGlobal *global, int argc, char **argv);
 int ksmctl_cmd_set(KsmctlGlobal *global, int argc, char **argv);
 int ksmctl_cmd_watch(KsmctlGlobal *global, int argc, char **argv);
+int ksmctl_cmd_unmerge(KsmctlGlobal *global, int argc, char **argv);   /* cmd-unmerge.c */
+int ksmctl_cmd_estimate(KsmctlGlobal *global, int argc, char **argv);  /* cmd-estimate.c */
+int ksmctl_cmd_tune(KsmctlGlobal *global, int argc, char **argv);      /* cmd-tune.c */
 int ksmctl_cmd_save(KsmctlGlobal *global, int argc, char **argv);
 int ksmctl_cmd_restore(KsmctlGlobal *global, int argc, char **argv);
 

@@ -23,8 +23,12 @@ static const KsmctlCommand commands[] = {
     { "save", "save every knob (for restore)", ksmctl_cmd_save },
     { "restore", "put saved knobs back (root)", ksmctl_cmd_restore },
     /* Reserved: implemented in their own cmd-*.c files by their owners. */
-    { "unmerge", "safely unmerge every KSM page on the host (root)", NULL },
-    { "estimate", "how much memory could merge", NULL },
+    { "unmerge", "unmerge safely: --all (the host, root), --domain NAME or --pid PID "
+                 "(one guest via QMP)", ksmctl_cmd_unmerge },
+    { "estimate", "how much memory could merge: a page census of processes "
+                  "(--pid, --all-qemu, --domain; root)", ksmctl_cmd_estimate },
+    { "tune", "samepage's scan policy: converge fast, then scan slowly (root; "
+              "foreground)", ksmctl_cmd_tune },
 };
 
 static const KsmctlCommand *find_command(const char *name)

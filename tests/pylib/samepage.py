@@ -1,17 +1,27 @@
 """Shared helpers for samepage's Python test suites (QEMU-level, guests, libvirt).
 
 KSM itself is only ever touched through ksmctl (libksm): these helpers read
-and set knobs with it, and save/restore them around every test.  The one
-exception is independent_range_count(), which reads pagemap/kpageflags
-directly: it exists to check libksm's own count against a second opinion.
+and set knobs with it, and save/restore them around every test.  The
+exceptions are independent_range_count(), fill_census() and
+smaps_mergeable(), which read pagemap/kpageflags, /proc/PID/mem and smaps
+directly: they exist to check libksm's own figures against a second opinion.
+
+Guest (below) runs the project's guest (scripts/make-guest) in a built QEMU
+through QEMU's own python/qemu package, for the guest suites and
+scripts/quickstart.
 """
+import codecs
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 import struct
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -210,6 +220,35 @@ def independent_range_count(pid, start, length):
     return {'present': present, 'ksm': ksm, 'zero': zero}
 
 
+FILL_MAGIC = b'SAMEPAGE'    # word 0 of every page of the guest's fill (scripts/guest/fill.c)
+
+
+def fill_census(pid, start, length, seed):
+    """Pages of [start, start+length) of pid that hold the guest's fill of
+    `seed` (word 0 "SAMEPAGE", word 1 the seed: scripts/guest/fill.c), and
+    how many of those are KSM pages, from /proc/PID/mem, pagemap and
+    kpageflags.  Only present pages are read, so nothing is faulted in."""
+    head = FILL_MAGIC + struct.pack('<Q', seed)
+    fill = fill_ksm = 0
+    mem = os.open(f'/proc/{pid}/mem', os.O_RDONLY)
+    try:
+        with open(f'/proc/{pid}/pagemap', 'rb') as pm, open('/proc/kpageflags', 'rb') as kpf:
+            pm.seek(start // PAGE * 8)
+            data = pm.read(length // PAGE * 8)
+            for i, (entry,) in enumerate(struct.iter_unpack('<Q', data)):
+                if not entry & PM_PRESENT:
+                    continue
+                if os.pread(mem, len(head), start + i * PAGE) != head:
+                    continue
+                fill += 1
+                kpf.seek((entry & PFN_MASK) * 8)
+                if struct.unpack('<Q', kpf.read(8))[0] & (1 << KPF_KSM):
+                    fill_ksm += 1
+    finally:
+        os.close(mem)
+    return {'fill': fill, 'fill_ksm': fill_ksm}
+
+
 def ram_range(pid, size):
     """(start, length) of the one private anonymous mapping of exactly size
     bytes in pid (a guest's RAM block), from /proc/PID/maps."""
@@ -226,3 +265,281 @@ def ram_range(pid, size):
 
 def which(name):
     return shutil.which(name)
+
+
+def note(text):
+    """A diagnostic line for the TAP stream (taprunner.py): what a test saw
+    and wants on record without asserting it."""
+    for line in str(text).splitlines() or ['']:
+        sys.stdout.write(f'# {line}\n')
+    sys.stdout.flush()
+
+
+def smaps_mergeable(pid, start, length):
+    """Bytes of [start, start+length) of pid in areas whose VmFlags have
+    "mg" (registered with KSM), read from /proc/PID/smaps."""
+    total = 0
+    area = None
+    with open(f'/proc/{pid}/smaps') as f:
+        for line in f:
+            m = re.match(r'^([0-9a-f]+)-([0-9a-f]+) ', line)
+            if m:
+                area = (int(m.group(1), 16), int(m.group(2), 16))
+            elif line.startswith('VmFlags:') and area and 'mg' in line.split()[1:]:
+                total += max(0, min(area[1], start + length) - max(area[0], start))
+    return total
+
+
+# --- real guests: scripts/make-guest's kernel + initramfs in the built QEMU ---
+
+MiB = 1 << 20
+_ANSI = re.compile(r'\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]')
+_accel_cache = {}
+
+
+class Guest:
+    """One guest of the project (scripts/make-guest) in a built QEMU, driven
+    through QEMU's own python/qemu: QEMUMachine for the process and QMP, and
+    its serial console (QEMUMachine.set_console()), which a thread of ours
+    reads into whole lines (\\r and ANSI escapes stripped).
+
+    RAM is one backend, `ram_type` (memory-backend-ksm by default) of id
+    `ram_id`, given to the machine with -machine memory-backend=ID.  The
+    workload (idle, fill, churn) and its size and seed go on the kernel
+    command line.  shutdown() always ends the QEMU process (QMP quit, then
+    SIGKILL through QEMUMachine) and never raises."""
+
+    def __init__(self, paths, guest, name, *, mem=256, workload='idle', mib=None, seed=None,
+                 ram_type='memory-backend-ksm', ram_id='m0', ram_opts='', machine_opts='',
+                 maxmem=None, args=(), append='', accel='tcg', own_session=False):
+        use_qemu_python(paths)
+        from qemu.machine import QEMUMachine
+        cmdline = ['console=ttyS0', 'quiet', 'panic=-1', f'samepage.workload={workload}']
+        if mib is not None:
+            cmdline.append(f'samepage.mib={mib}')
+        if seed is not None:
+            cmdline.append(f'samepage.seed={seed}')
+        if append:
+            cmdline.append(append)
+        m = f'size={mem}M' + (f',slots=2,maxmem={maxmem}' if maxmem else '')
+        qemu_args = ['-nodefaults', '-accel', accel,
+                     '-machine', f'pc,memory-backend={ram_id}{machine_opts}', '-m', m,
+                     '-object', f'{ram_type},id={ram_id},size={mem}M{ram_opts}',
+                     '-no-reboot', '-kernel', guest['kernel'], '-initrd', guest['initrd'],
+                     '-append', ' '.join(cmdline), *args]
+        self.name = name
+        self.mem = mem
+        self.ram_id = ram_id
+        self.accel = accel
+        # setsid (no fork: the child is not a group leader, so the PID stays
+        # QEMU's) keeps a terminal's ^C away from QEMU: its owner stops it.
+        self.vm = QEMUMachine(paths['qemu'], args=qemu_args, name=name,
+                              wrapper=['setsid'] if own_session else ())
+        self.vm.set_console()
+        self.lines = []
+        self.partial = ''
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = None
+        self._sock = None
+        self._rc_seq = 0
+        self.pid = None
+
+    # process
+    def launch(self):
+        self.vm.launch()
+        self.pid = self.vm.get_pid()
+        self._sock = self.vm.console_socket   # 7.2 connects here (server, wait=off)
+        self._sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._read_console, name=f'console-{self.name}',
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def is_running(self):
+        return self.vm.is_running()
+
+    def shutdown(self, timeout=30):
+        """Stop QEMU (QMP quit, SIGKILL after timeout) and clean up; returns
+        None, or the exception QEMUMachine raised (e.g. QEMU had died)."""
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+        try:
+            self.vm.shutdown(timeout=timeout)
+        except Exception as e:  # noqa: BLE001 - reported to the caller
+            return e
+        return None
+
+    # console
+    def _read_console(self):
+        decoder = codecs.getincrementaldecoder('utf-8')('replace')
+        while not self._stop.is_set():
+            try:
+                data = self._sock.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not data:
+                break
+            text = self.partial + decoder.decode(data)
+            *complete, rest = text.split('\n')
+            with self._cond:
+                self.lines.extend(_ANSI.sub('', line).replace('\r', '') for line in complete)
+                self.partial = rest
+                self._cond.notify_all()
+
+    def tail(self, n=15):
+        with self._cond:
+            return '\n'.join(self.lines[-n:] + [_ANSI.sub('', self.partial)])
+
+    def wait_line(self, pattern, timeout, since=0, search=False):
+        """Wait for a console line (from index `since`) that matches the
+        regex `pattern` as a whole (or anywhere, with search=True); returns
+        (index, match)."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            i = since
+            while True:
+                while i < len(self.lines):
+                    m = rx.search(self.lines[i]) if search else rx.fullmatch(self.lines[i].strip())
+                    if m:
+                        return i, m
+                    i += 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                if not self.vm.is_running():
+                    raise AssertionError(f'{self.name}: QEMU exited while waiting for '
+                                         f'{pattern!r}; console:\n{self.tail()}')
+                self._cond.wait(min(left, 0.5))
+        raise AssertionError(f'{self.name}: no console line {pattern!r} within {timeout}s; '
+                             f'console:\n{self.tail()}')
+
+    def wait_ready(self, timeout=60):
+        return self.wait_line(r'SAMEPAGE-READY workload=\S+', timeout)
+
+    def wait_filled(self, timeout=120):
+        """Wait for SAMEPAGE-FILLED; fails at once if the workload ended
+        instead (SAMEPAGE-EXITED, e.g. OOM-killed in a guest too small for
+        its fill, or SAMEPAGE-ERROR)."""
+        i, m = self.wait_line(r'SAMEPAGE-FILLED mib=\d+ seed=\d+|SAMEPAGE-(EXITED|ERROR) .*',
+                              timeout)
+        if m.group(1):
+            raise AssertionError(f'{self.name}: the fill did not complete: {m.group(0)}; '
+                                 f'console:\n{self.tail()}')
+        return i, m
+
+    def send(self, text):
+        self._sock.sendall(text.encode())
+
+    def run(self, command, timeout=30):
+        """Run a shell command on the guest's console; returns (exit status,
+        the console lines that followed, the echo of the command included)."""
+        self._rc_seq += 1
+        n = self._rc_seq
+        with self._cond:
+            since = len(self.lines)
+        # The tty echoes SAMEPAGE-""RC<n> $?, which the pattern does not match.
+        self.send(f'{command}; echo SAMEPAGE-""RC{n} $?\n')
+        i, m = self.wait_line(rf'SAMEPAGE-RC{n} (\d+)$', timeout, since, search=True)
+        return int(m.group(1)), self.lines[since:i]
+
+    def alive(self, timeout=30):
+        """The guest answers on its console (`echo alive`)."""
+        try:
+            _, lines = self.run('echo alive', timeout)
+        except AssertionError:
+            return False
+        return any(line.strip() == 'alive' for line in lines)
+
+    # QMP
+    def qmp(self, cmd, **args):
+        return self.vm.qmp(cmd, **args)
+
+    def cmd(self, cmd, **args):
+        r = self.vm.qmp(cmd, **args)
+        if 'error' in r:
+            raise AssertionError(f'{self.name}: {cmd} failed: {r["error"]}')
+        return r['return']
+
+    def ksm_stats(self, **args):
+        return self.cmd('query-ksm-stats', **args)
+
+    def backend(self, bid=None, **args):
+        bid = bid or self.ram_id
+        for b in self.ksm_stats(**args)['backends']:
+            if b['id'] == bid:
+                return b
+        raise AssertionError(f'{self.name}: backend {bid} not in query-ksm-stats')
+
+    # the test's own view of this QEMU's memory
+    def ram_range(self, bid=None):
+        """(start, length) of a backend's memory in QEMU's address space,
+        found by its size in /proc/PID/maps."""
+        size = self.backend(bid, exact=False)['size']
+        r = ram_range(self.pid, size)
+        if r is None:
+            raise AssertionError(f'{self.name}: no mapping of {size} bytes in /proc/{self.pid}/maps')
+        return r
+
+    def independent_count(self, bid=None):
+        return independent_range_count(self.pid, *self.ram_range(bid))
+
+    def smaps_mergeable(self, bid=None):
+        return smaps_mergeable(self.pid, *self.ram_range(bid))
+
+    def fill_census(self, seed, bid=None):
+        return fill_census(self.pid, *self.ram_range(bid), seed)
+
+
+@contextlib.contextmanager
+def frozen(*guests):
+    """ksmd stopped (run=0: the write returns once its batch is done) and the
+    guests' vCPUs stopped, so that two reads of their memory see one state.
+    Restores run and resumes the guests."""
+    run = host_value('run')
+    ksmctl('set', 'run=0')
+    stopped = []
+    try:
+        for g in guests:
+            g.cmd('stop')
+            stopped.append(g)
+        yield
+    finally:
+        for g in stopped:
+            if g.is_running():
+                g.qmp('cont')
+        ksmctl('set', f'run={run}', check=False)
+
+
+def guest_accel(paths, guest):
+    """('tcg', why) by default; ('kvm', None) only when SAMEPAGE_ACCEL=kvm
+    and /dev/kvm really boots the guest (nested KVM may hang it), which a
+    probe boot checks once per QEMU binary."""
+    if os.environ.get('SAMEPAGE_ACCEL', 'tcg') != 'kvm':
+        return 'tcg', None
+    if not os.access('/dev/kvm', os.R_OK | os.W_OK):
+        return 'tcg', 'SAMEPAGE_ACCEL=kvm but /dev/kvm is not usable: TCG'
+    if paths['qemu'] not in _accel_cache:
+        probe = Guest(paths, guest, 'kvm-probe', mem=128, accel='kvm')
+        try:
+            probe.launch()
+            probe.wait_ready(30)
+            _accel_cache[paths['qemu']] = ('kvm', None)
+        except Exception as e:  # noqa: BLE001 - any failure means: not KVM
+            why = str(e).split(';')[0].splitlines()[0] if str(e) else type(e).__name__
+            _accel_cache[paths['qemu']] = (
+                'tcg', f'SAMEPAGE_ACCEL=kvm but the guest did not boot with KVM ({why}): TCG')
+        finally:
+            probe.shutdown(timeout=5)
+    return _accel_cache[paths['qemu']]
+
+
+def require_guest():
+    g = find_guest()
+    if not g:
+        raise unittest.SkipTest('no guest built (scripts/make-guest)')
+    return g

@@ -14,56 +14,86 @@ import unittest
 
 
 class TapResult(unittest.TestResult):
+    """One TAP line per test, written when the test (and its tearDown and
+    cleanups) is over: the first failure decides, every traceback is shown."""
+
     def __init__(self, stream):
         super().__init__()
         self.stream = stream
         self.n = 0
         self.started = 0.0
+        self.outcome = None     # None (passed), 'fail', ('skip', reason), 'todo'
 
     def _line(self, text):
         self.stream.write(text + '\n')
         self.stream.flush()
 
-    def startTest(self, test):
-        super().startTest(test)
-        self.started = time.monotonic()
-        self._line(f'# start {test.id()}')
-
-    def _name(self, test):
-        return f'{test.id()} ({time.monotonic() - self.started:.1f}s)'
-
     def _diag(self, text):
         for line in text.rstrip().splitlines():
             self._line('# ' + line)
 
-    def addSuccess(self, test):
+    def startTest(self, test):
+        super().startTest(test)
+        self.started = time.monotonic()
+        self.outcome = None
+        self._line(f'# start {test.id()}')
+
+    def stopTest(self, test):
+        super().stopTest(test)
+        self._report(test)
+
+    def _report(self, test):
         self.n += 1
-        self._line(f'ok {self.n} {self._name(test)}')
+        took = f'({time.monotonic() - self.started:.1f}s)'
+        if self.outcome == 'fail':
+            self._line(f'not ok {self.n} {test.id()} {took}')
+        elif isinstance(self.outcome, tuple):
+            self._line(f'ok {self.n} {test.id()} # SKIP {self.outcome[1]}')
+        elif self.outcome == 'todo':
+            self._line(f'ok {self.n} {test.id()} # TODO expected failure')
+        else:
+            self._line(f'ok {self.n} {test.id()} {took}')
+
+    def _failed(self, err):
+        self._diag(''.join(traceback.format_exception(*err)))
+        self.outcome = 'fail'
 
     def addFailure(self, test, err):
         super().addFailure(test, err)
-        self.n += 1
-        self._diag(''.join(traceback.format_exception(*err)))
-        self._line(f'not ok {self.n} {self._name(test)}')
+        self._failed(err)
 
     def addError(self, test, err):
         super().addError(test, err)
-        self.n += 1
-        self._diag(''.join(traceback.format_exception(*err)))
-        self._line(f'not ok {self.n} {self._name(test)}')
+        # setUpClass/tearDownClass errors come with no start/stop of a test.
+        if isinstance(test, unittest.suite._ErrorHolder):
+            self.started = time.monotonic()
+            self._failed(err)
+            self._report(test)
+            return
+        self._failed(err)
+
+    def addSubTest(self, test, subtest, err):
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            self._diag(f'subtest {subtest.id()} failed:')
+            self._failed(err)
 
     def addSkip(self, test, reason):
-        self.n += 1
-        self._line(f'ok {self.n} {test.id()} # SKIP {reason}')
+        super().addSkip(test, reason)
+        if isinstance(test, unittest.suite._ErrorHolder):
+            self.outcome = ('skip', reason)
+            self._report(test)
+        elif self.outcome is None:
+            self.outcome = ('skip', reason)
 
     def addExpectedFailure(self, test, err):
-        self.n += 1
-        self._line(f'ok {self.n} {test.id()} # TODO expected failure')
+        super().addExpectedFailure(test, err)
+        self.outcome = 'todo'
 
     def addUnexpectedSuccess(self, test):
-        super().addFailure(test, (AssertionError, AssertionError('unexpected success'), None))
-        self.n += 1
-        self._line(f'not ok {self.n} {test.id()} unexpected success')
+        super().addUnexpectedSuccess(test)
+        self._diag('unexpected success')
+        self.outcome = 'fail'
 
 
 def load(path):
@@ -88,9 +118,11 @@ def main():
     tests = list(iter_tests(suite))
     if args.pattern:
         tests = [t for t in tests if args.pattern in t.id()]
-    print(f'1..{len(tests)}', flush=True)
     result = TapResult(sys.stdout)
     unittest.TestSuite(tests).run(result)
+    # The plan goes last: a class skipped in setUpClass reports one line,
+    # not one per test.
+    print(f'1..{result.n}', flush=True)
     return 0 if result.wasSuccessful() else 1
 
 

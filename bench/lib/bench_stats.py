@@ -1,0 +1,142 @@
+"""Benchmark 3: what watching KSM costs.
+
+query-ksm-stats round trips per GiB of guest RAM, with exact per-backend
+counts (pagemap + kpageflags through libksm) and without, in two states of
+the same RAM: written but not merged (QEMU backs guest RAM with transparent
+huge pages) and merged (4 KiB KSM pages, the state a KSM host is in).  The
+RAM is written through the qtest accelerator (no guest to boot).  Then
+`ksmctl stats --json` with 1, 4 and 8 QEMU processes running.
+"""
+import json
+import subprocess
+import time
+
+from common import ENV, GiB, MiB, PAGE, BenchError, fmt, ksm_set, ksm_stats, load_note, log, \
+    median, percentile, table
+from guest import Guest, stop_all_guests
+
+
+def query_times(g, n):
+    """n round trips of query-ksm-stats, exact and not, interleaved."""
+    out = {True: [], False: []}
+    last = {}
+    for i in range(n):
+        for exact in (True, False):
+            t, r = g.qmp.timed('query-ksm-stats', exact=exact)
+            if 'error' in r:
+                raise BenchError(f'query-ksm-stats: {r["error"]}')
+            out[exact].append(t * 1000)
+            last[exact] = r['return']['backends'][0]
+    return out, last
+
+
+def one_size(gib, n, smoke):
+    mib = int(gib * 1024)
+    g = Guest(f'stats{mib}', mib, boot=False)
+    g.start()
+    try:
+        ksm_set('run=0')   # "not merged" means it: ksmd stopped while it is measured
+        # Write every page but the first MiB (BIOS, VGA) with one byte value.
+        g.qtest_cmd(f'memset 0x100000 {(mib - 1) * MiB:#x} 0x5a')
+        states = []
+        t, last = query_times(g, n)
+        states.append(('written, not merged', t, last[True]))
+        ksm_set('advisor_mode=none', 'pages_to_scan=20000', 'sleep_millisecs=0', 'run=1')
+        want = (mib - 1) * MiB // PAGE * 0.9
+        deadline = time.monotonic() + (30 if smoke else 180)
+        while time.monotonic() < deadline:
+            if g.backend_stats(exact=True)['merged-pages'] >= want:
+                break
+            time.sleep(0.3)
+        ksm_set('run=0')
+        time.sleep(0.3)
+        t, last = query_times(g, n)
+        states.append(('merged', t, last[True]))
+    finally:
+        g.stop()
+    rows = []
+    for state, t, b in states:
+        rows.append({'gib': mib / 1024, 'state': state,
+                     'exact_ms': median(t[True]), 'exact_p90': percentile(t[True], 90),
+                     'plain_ms': median(t[False]), 'plain_p90': percentile(t[False], 90),
+                     'resident': b.get('resident-pages'), 'merged': b.get('merged-pages'),
+                     'n': n})
+    return rows
+
+
+def ksmctl_stats_times(counts, n):
+    guests = []
+    out = []
+    try:
+        for count in counts:
+            while len(guests) < count:
+                g = Guest(f'st{len(guests)}', 64, boot=False)
+                g.start()
+                guests.append(g)
+            ts = []
+            for i in range(n):
+                t0 = time.perf_counter()
+                r = subprocess.run([ENV.ksmctl, 'stats', '--json'], capture_output=True, text=True)
+                ts.append((time.perf_counter() - t0) * 1000)
+                if r.returncode != 0:
+                    raise BenchError(f'ksmctl stats --json: {r.stderr.strip()}')
+            seen = len(json.loads(r.stdout).get('processes', []))
+            out.append({'qemus': count, 'seen': seen, 'ms': median(ts),
+                        'p90': percentile(ts, 90), 'n': n})
+    finally:
+        stop_all_guests(guests)
+    return out
+
+
+def run(opts):
+    n = 5 if opts.smoke else 20
+    load = load_note()
+    sizes = []
+    for gib in opts.stats_gib:
+        log(f'stats: query-ksm-stats with {gib:g} GiB of guest RAM')
+        sizes += one_size(gib, n, opts.smoke)
+    log('stats: ksmctl stats --json with 1, 4, 8 QEMU processes')
+    cli = ksmctl_stats_times([1, 4, 8], 5 if opts.smoke else 15)
+    res = {'query': sizes, 'ksmctl': cli, 'load': load, 'load_after': load_note()}
+    return res, render(res)
+
+
+def render(res):
+    rows = []
+    for r in res['query']:
+        rows.append([f"{r['gib']:g}", r['state'], f"{r['resident']}", f"{r['merged']}",
+                     f"{r['exact_ms']:.2f} ({r['exact_p90']:.2f})",
+                     f"{r['exact_ms'] / r['gib']:.2f}",
+                     f"{r['plain_ms']:.2f} ({r['plain_p90']:.2f})",
+                     f"{r['plain_ms'] / r['gib']:.2f}"])
+    text = table('Stats cost (benchmark 3): query-ksm-stats',
+                 ['GiB', 'state', 'resident pages', 'merged pages', 'exact ms (p90)',
+                  'exact ms/GiB', 'exact=false ms (p90)', 'ms/GiB'], rows,
+                 [f"load: {res['load']} (after: {res['load_after']}); median of "
+                  f"{res['query'][0]['n'] if res['query'] else 0} round trips each, interleaved"])
+    # The cost of one more GiB (the slope between the sizes), next to the total per GiB.
+    for state in dict.fromkeys(r['state'] for r in res['query']):
+        rs = sorted((r for r in res['query'] if r['state'] == state), key=lambda r: r['gib'])
+        if len(rs) >= 2 and rs[-1]['gib'] > rs[0]['gib']:
+            d = rs[-1]['gib'] - rs[0]['gib']
+            text += (f"  {state}: each further GiB costs {(rs[-1]['exact_ms'] - rs[0]['exact_ms']) / d:.2f} "
+                     f"ms exact, {(rs[-1]['plain_ms'] - rs[0]['plain_ms']) / d:.2f} ms with exact=false\n")
+    big = max((r['gib'] for r in res['query']), default=0)
+    worst = max((r['exact_ms'] / r['gib'] for r in res['query'] if r['gib'] == big),
+                default=float('nan'))
+    ok = worst <= 5.0
+    text += (f"  TARGET query-ksm-stats with exact counts <= 5 ms per GiB: worst at {big:g} GiB "
+             f"{worst:.2f} ms/GiB: {'met' if ok else 'MISSED'}\n")
+    res['target'] = {'worst_ms_per_gib': worst, 'met': ok}
+    rows = [[str(r['qemus']), str(r['seen']), f"{r['ms']:.1f}", f"{r['p90']:.1f}"]
+            for r in res['ksmctl']]
+    base = res['ksmctl'][0]['ms'] if res['ksmctl'] else None
+    text += '\n' + table('Stats cost: ksmctl stats --json (a whole process: exec, read, print)',
+                         ['QEMUs started', 'QEMU processes seen', 'median ms', 'p90 ms'], rows,
+                         [f"8 vs 1 QEMU: {res['ksmctl'][-1]['ms'] / base:.2f}x" if base else ''])
+    return text
+
+
+def has_numbers(res):
+    return bool(res.get('query')) and all(r['exact_ms'] > 0 for r in res['query']) and \
+        len(res.get('ksmctl', [])) == 3

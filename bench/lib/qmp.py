@@ -1,0 +1,133 @@
+"""A minimal synchronous QMP client over a unix socket.
+
+The benchmarks measure QMP round-trip latency, so the client does as little as
+possible between sending a command and reading its answer: one sendall, then
+reading lines until the reply (events that arrive meanwhile are kept).
+"""
+import json
+import socket
+import time
+
+
+class QMPError(Exception):
+    pass
+
+
+class QMP:
+    def __init__(self, path, timeout=30.0):
+        self.path = path
+        self.sock = None
+        self.buf = b''
+        self.events = []
+        self.timeout = timeout
+
+    def connect(self, wait=30.0):
+        deadline = time.monotonic() + wait
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                s.close()
+                if time.monotonic() > deadline:
+                    raise QMPError(f'cannot connect to QMP at {self.path}')
+                time.sleep(0.05)
+        s.settimeout(self.timeout)
+        self.sock = s
+        greeting = self._read_msg()
+        if 'QMP' not in greeting:
+            raise QMPError(f'not a QMP greeting: {greeting}')
+        self.cmd('qmp_capabilities')
+        return self
+
+    def close(self):
+        if self.sock:
+            self.sock.close()
+            self.sock = None
+
+    def _read_msg(self):
+        while b'\n' not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise QMPError('QMP connection closed')
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b'\n')
+        return json.loads(line)
+
+    def raw(self, execute, **args):
+        """Send a command; return the whole reply ({'return': ...} or {'error': ...})."""
+        msg = {'execute': execute}
+        if args:
+            msg['arguments'] = args
+        self.sock.sendall(json.dumps(msg).encode() + b'\n')
+        while True:
+            r = self._read_msg()
+            if 'event' in r:
+                self.events.append(r)
+                continue
+            return r
+
+    def cmd(self, execute, **args):
+        r = self.raw(execute, **args)
+        if 'error' in r:
+            raise QMPError(f'{execute}: {r["error"].get("desc")}')
+        return r['return']
+
+    def timed(self, execute, **args):
+        """(seconds, reply) of one round trip."""
+        t = time.perf_counter()
+        r = self.raw(execute, **args)
+        return time.perf_counter() - t, r
+
+    def wait_event(self, name, match=None, timeout=600.0):
+        """The first event `name` (for which match(event) is true), waiting up
+        to timeout seconds; events already received count."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, e in enumerate(self.events):
+                if e.get('event') == name and (match is None or match(e)):
+                    del self.events[:i + 1]
+                    return e
+            self.events.clear()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise QMPError(f'no {name} event within {timeout:.0f} s')
+            self.sock.settimeout(left)
+            try:
+                r = self._read_msg()
+            finally:
+                self.sock.settimeout(self.timeout)
+            if 'event' in r:
+                self.events.append(r)
+
+
+class LatencyProbe:
+    """Round trips of one command on its own QMP connection, in a thread:
+    start(), stop() -> list of seconds."""
+
+    def __init__(self, qmp, command='query-status', pause=0.005):
+        import threading
+        self.qmp = qmp
+        self.command = command
+        self.pause = pause
+        self.rtts = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            t, r = self.qmp.timed(self.command)
+            if 'error' in r:
+                raise QMPError(f'{self.command}: {r["error"]}')
+            self.rtts.append(t)
+            self._stop.wait(self.pause)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
+        return self.rtts

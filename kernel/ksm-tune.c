@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * ksm-tune.c: samepage's ksmd scan policy (see ksm/ksm-tune.h for what it
+ * does and why).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ksm-private.h"
+#include <ksm/ksm-ksmd.h>
+#include <ksm/ksm-tune.h>
+
+void ksm_tune_params_init(KsmTuneParams *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->fast_scan_ms = 3000;
+    p->slow_scan_ms = 120000;
+    p->max_cpu = 70;          /* the kernel advisor's default cap */
+    p->idle_cpu = 10;
+    p->sleep_ms = 20;         /* the kernel default */
+    p->min_pages = 100;       /* the kernel default */
+    p->max_pages = 100000;
+    p->converged_gain = 0.01;
+    p->grow_ratio = 0.05;
+}
+
+const char *ksm_tune_phase_name(KsmTunePhase phase)
+{
+    return phase == KSM_TUNE_CONVERGE ? "converge" : "steady";
+}
+
+void ksm_tune_state_init(KsmTuneState *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->phase = KSM_TUNE_CONVERGE;
+}
+
+void ksm_tune_kick(KsmTuneState *s)
+{
+    s->kick = TRUE;
+}
+
+static guint64 clamp_pages(const KsmTuneParams *p, double pages)
+{
+    if (!(pages >= (double)p->min_pages)) {   /* also NaN */
+        return p->min_pages;
+    }
+    if (pages > (double)p->max_pages) {
+        return p->max_pages;
+    }
+    return (guint64)(pages + 0.5);
+}
+
+/* The size of a full scan in pages: what the last one really scanned, or the
+ * mergeable memory if that is larger (a guest started since) or no full scan
+ * has completed yet. */
+static guint64 scan_pages(const KsmTuneState *s, const KsmTuneObservation *o)
+{
+    return MAX(s->scan_size, o->mergeable_pages);
+}
+
+/* pages_to_scan for a full scan of `pages` in scan_ms, at sleep_ms between
+ * batches, ignoring the batches' own time (the feedback corrects for it). */
+static double open_loop(const KsmTuneParams *p, guint64 pages, guint scan_ms)
+{
+    double batches = (double)scan_ms / MAX(p->sleep_ms, 1);
+    return (double)pages / MAX(batches, 1.0);
+}
+
+static void enter(KsmTuneState *s, const KsmTuneParams *p, const KsmTuneObservation *o,
+                  KsmTunePhase phase, const char *why)
+{
+    s->phase = phase;
+    s->scans_in_phase = 0;
+    s->mergeable_ref = o->mergeable_pages;
+    guint scan_ms = phase == KSM_TUNE_CONVERGE ? p->fast_scan_ms : p->slow_scan_ms;
+    guint64 pages = scan_pages(s, o);
+    s->pages_to_scan = clamp_pages(p, open_loop(p, pages, scan_ms));
+    s->sleep_ms = p->sleep_ms;
+    g_snprintf(s->reason, sizeof(s->reason), "%s: %s; a full scan of %" G_GUINT64_FORMAT
+               " pages in %.1f s", ksm_tune_phase_name(phase), why, pages, scan_ms / 1000.0);
+}
+
+gboolean ksm_tune_step(KsmTuneState *s, const KsmTuneParams *p, const KsmTuneObservation *o)
+{
+    s->reason[0] = 0;
+    if (!s->started) {
+        s->started = TRUE;
+        s->scan_start_scanned = o->pages_scanned;
+        s->scan_start_sharing = o->pages_sharing;
+        enter(s, p, o, KSM_TUNE_CONVERGE, "start");
+        s->prev = *o;
+        return (gint64)s->pages_to_scan != o->pages_to_scan ||
+               (gint64)s->sleep_ms != o->sleep_millisecs;
+    }
+    const KsmTuneObservation *prev = &s->prev;
+    double dt = o->time_s - prev->time_s;
+
+    /* A full scan ended (or several, or KSM was reset). */
+    gboolean reset = o->full_scans < prev->full_scans;
+    if (reset) {
+        s->scan_size = 0;
+        s->scan_start_scanned = o->pages_scanned;
+        s->scan_start_sharing = o->pages_sharing;
+        enter(s, p, o, KSM_TUNE_CONVERGE, "KSM was reset (full_scans went down: run=2)");
+    } else if (o->full_scans > prev->full_scans) {
+        gint64 scanned = o->pages_scanned - s->scan_start_scanned;
+        gint64 gain = o->pages_sharing - s->scan_start_sharing;
+        if (o->pages_scanned >= 0 && scanned > 0) {
+            s->scan_size = (guint64)(scanned / (o->full_scans - prev->full_scans));
+        }
+        s->scans_in_phase += o->full_scans - prev->full_scans;
+        s->scan_start_scanned = o->pages_scanned;
+        s->scan_start_sharing = o->pages_sharing;
+        double limit = MAX(p->converged_gain * (double)MAX(o->pages_sharing, 0), 64.0);
+        if (s->phase == KSM_TUNE_CONVERGE && s->scans_in_phase >= 3 && gain < limit) {
+            char why[96];
+            g_snprintf(why, sizeof(why), "converged (the last full scan added %" G_GINT64_FORMAT
+                       " pages_sharing)", gain);
+            enter(s, p, o, KSM_TUNE_STEADY, why);
+        } else if (s->phase == KSM_TUNE_STEADY && gain >= limit) {
+            char why[96];
+            g_snprintf(why, sizeof(why), "a full scan still added %" G_GINT64_FORMAT
+                       " pages_sharing", gain);
+            enter(s, p, o, KSM_TUNE_CONVERGE, why);
+        }
+    }
+    if (!s->reason[0] && s->kick) {
+        enter(s, p, o, KSM_TUNE_CONVERGE, "asked to (a guest started)");
+    } else if (!s->reason[0] && s->mergeable_ref && o->mergeable_pages >
+               (guint64)((double)s->mergeable_ref * (1.0 + p->grow_ratio))) {
+        char why[96];
+        g_snprintf(why, sizeof(why), "mergeable memory grew from %" G_GUINT64_FORMAT
+                   " to %" G_GUINT64_FORMAT " pages", s->mergeable_ref, o->mergeable_pages);
+        enter(s, p, o, KSM_TUNE_CONVERGE, why);
+    } else if (!s->reason[0] && !s->mergeable_ref && o->mergeable_pages) {
+        s->mergeable_ref = o->mergeable_pages;
+    }
+    s->kick = FALSE;
+
+    /* Closed loop: correct pages_to_scan from what ksmd achieved in the last
+     * step, when our setting was in force for all of it. */
+    if (!s->reason[0] && dt > 0.2 && o->run == 1 && prev->run == 1 &&
+        prev->pages_to_scan == (gint64)s->pages_to_scan &&
+        o->pages_to_scan == (gint64)s->pages_to_scan && o->pages_scanned >= 0 &&
+        prev->pages_scanned >= 0) {
+        guint scan_ms = s->phase == KSM_TUNE_CONVERGE ? p->fast_scan_ms : p->slow_scan_ms;
+        guint cap = s->phase == KSM_TUNE_CONVERGE ? p->max_cpu : p->idle_cpu;
+        double rate = (double)(o->pages_scanned - prev->pages_scanned) / dt;
+        double want = (double)scan_pages(s, o) / (scan_ms / 1000.0);
+        double cur = (double)s->pages_to_scan;
+        double next = cur;
+        if (rate > 0) {
+            next = cur * want / rate;
+        }
+        const char *why = "scan rate";
+        if (o->ksmd_cpu_s >= 0 && prev->ksmd_cpu_s >= 0) {
+            double cpu = (o->ksmd_cpu_s - prev->ksmd_cpu_s) / dt * 100.0;
+            if (cpu > 0 && next / cur * cpu > cap) {
+                next = cur * cap / cpu;
+                why = "CPU cap";
+            }
+        }
+        next = CLAMP(next, cur * 0.5, cur * 4.0);   /* no wild swings on one reading */
+        guint64 n = clamp_pages(p, next);
+        /* Ignore changes under 10%: the readings are that noisy. */
+        double change = (double)n - cur;
+        if (change > 0.1 * cur || change < -0.1 * cur) {
+            g_snprintf(s->reason, sizeof(s->reason), "%s: %s (%.0f pages/s, want %.0f)",
+                       ksm_tune_phase_name(s->phase), why, rate, want);
+            s->pages_to_scan = n;
+        }
+    }
+    s->prev = *o;
+    if (!s->reason[0] && ((gint64)s->pages_to_scan != o->pages_to_scan ||
+                          (gint64)s->sleep_ms != o->sleep_millisecs)) {
+        g_snprintf(s->reason, sizeof(s->reason), "%s: knobs were changed by someone else",
+                   ksm_tune_phase_name(s->phase));
+    }
+    return (gint64)s->pages_to_scan != o->pages_to_scan ||
+           (gint64)s->sleep_ms != o->sleep_millisecs;
+}
+
+/* ---- observation -------------------------------------------------------------- */
+
+guint64 ksm_tune_smaps_mergeable_rss(const char *text)
+{
+    guint64 total = 0, rss = 0;
+    gboolean in_area = FALSE;
+
+    for (const char *line = text; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        gsize len = nl ? (gsize)(nl - line) : strlen(line);
+        if (len > 0 && g_ascii_isxdigit(line[0]) && memchr(line, '-', len) &&
+            memchr(line, ' ', len)) {
+            const char *dash = memchr(line, '-', len);
+            const char *space = memchr(line, ' ', len);
+            if (dash < space) {   /* "start-end perms ...": a new area */
+                in_area = TRUE;
+                rss = 0;
+            }
+        } else if (in_area && len > 4 && strncmp(line, "Rss:", 4) == 0) {
+            rss = g_ascii_strtoull(line + 4, NULL, 10) * 1024;   /* "Rss:   123 kB" */
+        } else if (in_area && len > 8 && strncmp(line, "VmFlags:", 8) == 0) {
+            for (gsize i = 8; i + 2 <= len; i++) {
+                if (line[i] == 'm' && line[i + 1] == 'g' && line[i - 1] == ' ' &&
+                    (i + 2 == len || line[i + 2] == ' ')) {
+                    total += rss;
+                    break;
+                }
+            }
+            in_area = FALSE;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    return total;
+}
+
+static guint64 mergeable_pages(const KsmContext *ctx)
+{
+    g_autoptr(GDir) dir = g_dir_open(ksm_context_procfs(ctx), 0, NULL);
+    guint64 bytes = 0;
+    const char *name;
+
+    while (dir && (name = g_dir_read_name(dir))) {
+        if (!g_ascii_isdigit(name[0])) {
+            continue;
+        }
+        pid_t pid = (pid_t)strtol(name, NULL, 10);
+        g_auto(KsmProcStat) st;
+        ksm_proc_stat_init(&st);
+        if (!ksm_proc_stat_read(ctx, pid, &st, NULL) || st.mergeable == 0) {
+            continue;   /* gone, a kernel thread, or nothing registered */
+        }
+        if (st.mergeable < 0 && !(st.present[KSM_PROC_RMAP_ITEMS] &&
+                                  st.value[KSM_PROC_RMAP_ITEMS] > 0)) {
+            continue;   /* an older kernel: only processes ksmd already tracks */
+        }
+        g_autofree char *smaps = ksm_smaps_read(ctx, pid, NULL);
+        if (smaps) {
+            bytes += ksm_tune_smaps_mergeable_rss(smaps);
+        }
+    }
+    return bytes / ksm_context_page_size(ctx);
+}
+
+gboolean ksm_tune_observe(const KsmContext *ctx, gboolean with_mergeable, pid_t *ksmd,
+                          KsmTuneObservation *o, GError **error)
+{
+    memset(o, 0, sizeof(*o));
+    g_autoptr(KsmSnapshot) snap = ksm_snapshot_read(ctx, error);
+    if (!snap) {
+        return FALSE;
+    }
+    o->time_s = (double)g_get_monotonic_time() / 1e6;
+    o->full_scans = ksm_snapshot_get_or(snap, KSM_FIELD_FULL_SCANS, 0);
+    o->pages_scanned = ksm_snapshot_get_or(snap, KSM_FIELD_PAGES_SCANNED, -1);
+    o->pages_sharing = ksm_snapshot_get_or(snap, KSM_FIELD_PAGES_SHARING, 0);
+    o->run = ksm_snapshot_get_or(snap, KSM_FIELD_RUN, 0);
+    o->pages_to_scan = ksm_snapshot_get_or(snap, KSM_FIELD_PAGES_TO_SCAN, -1);
+    o->sleep_millisecs = ksm_snapshot_get_or(snap, KSM_FIELD_SLEEP_MILLISECS, -1);
+    o->ksmd_cpu_s = -1;
+    if (*ksmd <= 0) {
+        *ksmd = ksm_ksmd_pid(ctx, NULL);
+    }
+    guint64 ticks;
+    if (*ksmd > 0 && ksm_ksmd_cpu_ticks(ctx, *ksmd, &ticks, NULL)) {
+        o->ksmd_cpu_s = (double)ticks / (double)ksm_clock_ticks_per_second();
+    }
+    if (with_mergeable) {
+        o->mergeable_pages = mergeable_pages(ctx);
+    }
+    return TRUE;
+}

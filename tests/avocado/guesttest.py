@@ -1,0 +1,170 @@
+"""The base of samepage's guest tests, in the avocado_qemu style: a
+unittest.TestCase that boots real guests (scripts/make-guest) in the built
+QEMU through QEMU's own python/qemu (qemu.machine.QEMUMachine, QMP and the
+serial console), so taprunner.py, pytest or avocado can run the tests.
+
+    SAMEPAGE_QEMU_VERSION   7.2 (default) or 10.0: which built QEMU
+    SAMEPAGE_ACCEL          tcg (default) or kvm (used only if /dev/kvm
+                            really boots the guest; else TCG, with a note)
+
+Every test saves all KSM knobs first and restores them last (ksmctl), shuts
+down every QEMU it started in tearDown, and removes the cgroups it made.
+"""
+import os
+import sys
+import time
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if os.path.join(HERE, '..', 'pylib') not in sys.path:
+    sys.path.insert(0, os.path.join(HERE, '..', 'pylib'))
+import samepage as sp  # noqa: E402  (tests/pylib)
+
+VERSION = os.environ.get('SAMEPAGE_QEMU_VERSION', '7.2')
+MiB = sp.MiB
+GUEST_MIB = 256                 # every guest's RAM
+FILL_MIB = 64                   # what the fill workload writes
+FILL_PAGES = FILL_MIB * MiB // sp.PAGE
+# Fill seeds of this run: KSM merges across the whole host, so seeds that
+# other guests of the same image may be using (7, ...) would let this test's
+# pages merge with theirs.
+SEED = 1_000_000 + os.getpid() * 4
+SEED_OTHER = SEED + 1
+SEED_HOTPLUG = SEED + 2
+# ksmd fast enough that two 256 MiB guests merge in seconds, slow enough
+# that it leaves TCG a core of the two.
+FAST_KSM = dict(run=1, pages_to_scan=10000, sleep_millisecs=20)
+
+
+def knob_summary():
+    """The knobs that decide whether ksmd scans, for failure messages:
+    KSM is global, and other work on the host may change them."""
+    k = sp.host_stats()['knobs']
+    return ' '.join(f'{n}={k.get(n)}' for n in ('run', 'pages_to_scan', 'sleep_millisecs'))
+
+
+class GuestTest(unittest.TestCase):
+    """Boots guests with self.guest(...); KSM knobs saved in setUp and put
+    back after everything else; every guest shut down in tearDown."""
+
+    @classmethod
+    def setUpClass(cls):
+        sp.require_root(cls)
+        cls.paths = sp.require_qemu(VERSION)
+        cls.guest_paths = sp.require_guest()
+        cls.accel, why = sp.guest_accel(cls.paths, cls.guest_paths)
+        if why:
+            sp.note(why)
+
+    def setUp(self):
+        self.guests = []
+        self.interference = []      # what the test saw others do to KSM meanwhile
+        # pages_to_scan is the kernel's own while the scan-time advisor runs.
+        advisor = {'advisor_mode': 'none'} if 'advisor_mode' in sp.host_stats()['knobs'] else {}
+        knobs = sp.ksm_knobs(**advisor, **FAST_KSM)
+        knobs.__enter__()
+        # Cleanups run after tearDown: the guests are gone when knobs return.
+        self.addCleanup(knobs.__exit__, None, None, None)
+
+    def tearDown(self):
+        for g in self.guests:
+            g.shutdown()
+        for what in self.interference:
+            sp.note(f'interference: {what}')
+
+    def guest(self, name, **kw):
+        """A launched guest (GUEST_MIB of memory-backend-ksm "m0" unless
+        told otherwise), shut down in tearDown whatever happens."""
+        kw.setdefault('mem', GUEST_MIB)
+        g = sp.Guest(self.paths, self.guest_paths, f'{name}-{os.getpid()}', accel=self.accel, **kw)
+        g.short = name
+        self.guests.append(g)
+        g.launch()
+        return g
+
+    def filled_guests(self, *specs, mib=FILL_MIB, **kw):
+        """Guests running the fill workload, one per (name, seed), all
+        launched before any is waited for; returns them once each has said
+        SAMEPAGE-FILLED."""
+        guests = [self.guest(name, workload='fill', mib=mib, seed=seed, **kw)
+                  for name, seed in specs]
+        for g in guests:
+            g.wait_filled(timeout=180)
+        return guests
+
+    def wait_fill_merged(self, guests, seed, bid=None, timeout=180):
+        """Until at least 98% of the fill of `seed` that each guest's
+        backend holds is merged (read by the test itself: sp.fill_census);
+        returns the last census of each guest."""
+        def merged():
+            c = [g.fill_census(seed, bid) for g in guests]
+            return all(x['fill'] and x['fill_ksm'] >= x['fill'] * 98 // 100 for x in c) and c
+        try:
+            return sp.wait_for(merged, timeout, interval=1,
+                               what=f'the fill of seed {seed} to merge in ' +
+                               ', '.join(g.short for g in guests))
+        except AssertionError as e:
+            raise AssertionError(f'{e}; knobs now {knob_summary()}') from None
+
+    def wait_full_scans(self, n, timeout=120):
+        """Until ksmd has completed n more full scans (counted across a
+        reset of full_scans by someone's run=2)."""
+        state = {'last': sp.host_value('full_scans'), 'done': 0}
+
+        def advanced():
+            now = sp.host_value('full_scans')
+            if now < state['last']:
+                self.interference.append(f'full_scans went from {state["last"]} to {now}: '
+                                         'something else wrote run=2 meanwhile')
+            state['done'] += now - state['last'] if now >= state['last'] else now
+            state['last'] = now
+            return state['done'] >= n
+        try:
+            sp.wait_for(advanced, timeout, interval=0.2, what=f'{n} full KSM scans')
+        except AssertionError as e:
+            raise AssertionError(f'{e}; knobs now {knob_summary()}') from None
+
+    def assert_counts_agree(self, g, bid=None):
+        """query-ksm-stats's exact counts for a backend equal the test's own
+        count from pagemap/kpageflags.  Call it inside sp.frozen(): ksmd and
+        the guests stopped, so both reads see one state.  (KSM is global: if
+        something else on the host starts ksmd meanwhile, the figures move;
+        the comparison is then repeated, up to 5 times, until they hold
+        still across it.)  Returns the backend's figures."""
+        keys = ('merged-pages', 'zero-pages', 'resident-pages')
+        for _ in range(5):
+            first = g.backend(bid)
+            mine = g.independent_count(bid)
+            again = g.backend(bid)
+            if all(first[k] == again[k] for k in keys):
+                self.assertEqual(tuple(first[k] for k in keys),
+                                 (mine['ksm'], mine['zero'], mine['present']),
+                                 f'{g.short}: query-ksm-stats vs pagemap/kpageflags')
+                return first
+            sp.note(f'{g.short}: figures moved while frozen ({first} -> {again}); knobs now '
+                    f'{knob_summary()}: again')
+            sp.ksmctl('set', 'run=0')
+        self.fail(f'{g.short}: the figures never held still (is another KSM user running?)')
+
+    def assert_alive(self, g):
+        self.assertTrue(g.is_running(), f'{g.short}: QEMU is gone')
+        self.assertEqual(g.cmd('query-status')['status'], 'running')
+        self.assertTrue(g.alive(), f'{g.short}: console does not answer; console:\n{g.tail()}')
+
+    def job_samples(self, g, job_id, timeout=120):
+        """query-jobs for job_id, as often as QMP answers, until it
+        concludes; returns every sample (status, current, total, error)."""
+        seen = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            jobs = [j for j in g.cmd('query-jobs') if j['id'] == job_id]
+            if jobs:
+                j = jobs[0]
+                seen.append((j['status'], j['current-progress'], j['total-progress'],
+                             j.get('error')))
+                if j['status'] == 'concluded':
+                    return seen
+            elif seen:
+                self.fail(f'job {job_id} vanished after {seen[-1]}')
+            time.sleep(0.002)
+        self.fail(f'job {job_id} did not conclude within {timeout}s (last: {seen[-1:]})')

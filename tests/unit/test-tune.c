@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-tune.c: samepage's scan policy (ksm/ksm-tune.h) as a pure function of
+ * observations, and the smaps reading it sizes a full scan with.
+ */
+#include <glib.h>
+#include <string.h>
+#include <ksm/ksm-tune.h>
+
+/* A host: mergeable pages, ksmd scanning at `rate` pages/s at the knobs set. */
+typedef struct {
+    KsmTuneObservation o;
+    KsmTuneParams p;
+    KsmTuneState s;
+} Sim;
+
+static void sim_init(Sim *sim, guint64 mergeable)
+{
+    ksm_tune_params_init(&sim->p);
+    ksm_tune_state_init(&sim->s);
+    sim->o = (KsmTuneObservation){ .time_s = 100, .mergeable_pages = mergeable, .full_scans = 7,
+                                   .pages_scanned = 1000, .pages_sharing = 0, .ksmd_cpu_s = 10,
+                                   .run = 1, .pages_to_scan = 100, .sleep_millisecs = 20 };
+}
+
+/* Apply what the policy wants, then let dt seconds pass at rate pages/s and cpu%. */
+static gboolean sim_step(Sim *sim, double dt, double rate, double cpu, gint64 full_scans_add,
+                         gint64 sharing_add)
+{
+    sim->o.pages_to_scan = (gint64)sim->s.pages_to_scan;
+    sim->o.sleep_millisecs = sim->s.sleep_ms;
+    sim->o.time_s += dt;
+    sim->o.pages_scanned += (gint64)(rate * dt);
+    sim->o.ksmd_cpu_s += cpu / 100.0 * dt;
+    sim->o.full_scans += full_scans_add;
+    sim->o.pages_sharing += sharing_add;
+    return ksm_tune_step(&sim->s, &sim->p, &sim->o);
+}
+
+static void test_start_computes_the_rate(void)
+{
+    Sim sim;
+    sim_init(&sim, 450000);
+    g_assert_true(ksm_tune_step(&sim.s, &sim.p, &sim.o));
+    g_assert_cmpint(sim.s.phase, ==, KSM_TUNE_CONVERGE);
+    /* 450000 pages in 3 s at 20 ms a batch: 150 batches of 3000. */
+    g_assert_cmpuint(sim.s.pages_to_scan, ==, 3000);
+    g_assert_cmpuint(sim.s.sleep_ms, ==, 20);
+    g_assert_nonnull(strstr(sim.s.reason, "converge"));
+}
+
+static void test_bounds(void)
+{
+    Sim sim;
+    sim_init(&sim, 10);
+    ksm_tune_step(&sim.s, &sim.p, &sim.o);
+    g_assert_cmpuint(sim.s.pages_to_scan, ==, sim.p.min_pages);
+    sim_init(&sim, G_GUINT64_CONSTANT(1) << 40);
+    ksm_tune_step(&sim.s, &sim.p, &sim.o);
+    g_assert_cmpuint(sim.s.pages_to_scan, ==, sim.p.max_pages);
+}
+
+static void test_feedback_towards_the_target(void)
+{
+    Sim sim;
+    sim_init(&sim, 450000);
+    ksm_tune_step(&sim.s, &sim.p, &sim.o);
+    /* First interval: our knobs were not in force yet (prev had 100). */
+    sim_step(&sim, 1, 50000, 10, 0, 0);
+    /* ksmd achieved 75000 pages/s, a third of the 150000 wanted, at 20% CPU. */
+    g_assert_true(sim_step(&sim, 1, 75000, 20, 0, 0));
+    g_assert_cmpuint(sim.s.pages_to_scan, ==, 6000);   /* doubled: at most x4, CPU 40% < 70 */
+    g_assert_nonnull(strstr(sim.s.reason, "scan rate"));
+}
+
+static void test_cpu_cap(void)
+{
+    Sim sim;
+    sim_init(&sim, 450000);
+    ksm_tune_step(&sim.s, &sim.p, &sim.o);
+    sim_step(&sim, 1, 50000, 10, 0, 0);
+    /* Half the wanted rate, but already at 60% CPU: doubling would be 120%. */
+    g_assert_true(sim_step(&sim, 1, 75000, 60, 0, 0));
+    g_assert_cmpuint(sim.s.pages_to_scan, ==, 3500);   /* 3000 * 70 / 60 */
+    g_assert_nonnull(strstr(sim.s.reason, "CPU cap"));
+    /* A step with the new setting in force, at the cap: nothing to change. */
+    g_assert_false(sim_step(&sim, 1, 87500, 70, 0, 0));
+    /* Above the cap: scaled down. */
+    g_assert_true(sim_step(&sim, 1, 90000, 140, 0, 0));
+    g_assert_cmpuint(sim.s.pages_to_scan, ==, 1750);
+}
+
+static void test_small_changes_ignored(void)
+{
+    Sim sim;
+    sim_init(&sim, 450000);
+    ksm_tune_step(&sim.s, &sim.p, &sim.o);
+    sim_step(&sim, 1, 150000, 30, 0, 0);
+    g_assert_false(sim_step(&sim, 1, 145000, 30, 0, 0));
+    g_assert_cmpuint(sim.s.pages_to_scan, ==, 3000);
+}
+
+static void test_converges_then_steady_then_back(void)
+{
+    Sim sim;
+    sim_init(&sim, 450000);
+    ksm_tune_step(&sim.s, &sim.p, &sim.o);
+    /* Scan 1: checksums only; scan 2: merges; scan 3: nothing new. */
+    sim_step(&sim, 3, 150000, 30, 1, 0);
+    sim_step(&sim, 3, 150000, 30, 1, 200000);
+    g_assert_cmpint(sim.s.phase, ==, KSM_TUNE_CONVERGE);
+    g_assert_true(sim_step(&sim, 3, 150000, 30, 1, 500));
+    g_assert_cmpint(sim.s.phase, ==, KSM_TUNE_STEADY);
+    g_assert_nonnull(strstr(sim.s.reason, "converged"));
+    /* 450000 pages in 120 s: 75 pages a batch, the kernel default's 100 at least. */
+    g_assert_cmpuint(sim.s.pages_to_scan, ==, 100);
+    /* A steady full scan that still merges a lot: converge again. */
+    g_assert_true(sim_step(&sim, 90, 5000, 1, 1, 50000));
+    g_assert_cmpint(sim.s.phase, ==, KSM_TUNE_CONVERGE);
+    g_assert_cmpuint(sim.s.pages_to_scan, ==, 3000);
+}
+
+static void test_growth_reset_and_kick(void)
+{
+    Sim sim;
+    sim_init(&sim, 450000);
+    ksm_tune_step(&sim.s, &sim.p, &sim.o);
+    sim_step(&sim, 3, 150000, 30, 1, 0);
+    sim_step(&sim, 3, 150000, 30, 1, 200000);
+    sim_step(&sim, 3, 150000, 30, 1, 0);
+    g_assert_cmpint(sim.s.phase, ==, KSM_TUNE_STEADY);
+    /* A guest started: 10% more memory registered. */
+    sim.o.mergeable_pages = 495001;
+    g_assert_true(sim_step(&sim, 1, 5000, 1, 0, 0));
+    g_assert_cmpint(sim.s.phase, ==, KSM_TUNE_CONVERGE);
+    g_assert_nonnull(strstr(sim.s.reason, "grew"));
+    /* run=2 by someone: full_scans goes back to 0. */
+    sim.o.full_scans = 0;
+    sim_step(&sim, 1, 0, 0, 0, -200000);
+    g_assert_cmpint(sim.s.phase, ==, KSM_TUNE_CONVERGE);
+    g_assert_nonnull(strstr(sim.s.reason, "reset"));
+    /* Asked to. */
+    sim_step(&sim, 3, 150000, 30, 1, 0);
+    sim_step(&sim, 3, 150000, 30, 1, 100);
+    sim_step(&sim, 3, 150000, 30, 1, 0);
+    g_assert_cmpint(sim.s.phase, ==, KSM_TUNE_STEADY);
+    ksm_tune_kick(&sim.s);
+    g_assert_true(sim_step(&sim, 1, 5000, 1, 0, 0));
+    g_assert_cmpint(sim.s.phase, ==, KSM_TUNE_CONVERGE);
+}
+
+static void test_someone_else_changed_the_knobs(void)
+{
+    Sim sim;
+    sim_init(&sim, 450000);
+    ksm_tune_step(&sim.s, &sim.p, &sim.o);
+    sim_step(&sim, 1, 150000, 30, 0, 0);
+    sim.o.pages_to_scan = 1250;   /* ksmtuned, say */
+    sim.o.time_s += 1;
+    g_assert_true(ksm_tune_step(&sim.s, &sim.p, &sim.o));
+    g_assert_cmpuint(sim.s.pages_to_scan, ==, 3000);
+    g_assert_nonnull(strstr(sim.s.reason, "someone else"));
+}
+
+static void test_smaps_mergeable_rss(void)
+{
+    const char *text =
+        "7f0000000000-7f0040000000 rw-p 00000000 00:00 0 \n"
+        "Size:            1048576 kB\n"
+        "Rss:              524288 kB\n"
+        "VmFlags: rd wr mr mw me ac sd mg \n"
+        "7f0040000000-7f0040001000 rw-p 00000000 00:00 0 \n"
+        "Rss:                   4 kB\n"
+        "VmFlags: rd wr mr mw me ac sd \n"
+        "7f0050000000-7f0050100000 rw-p 00000000 00:00 0 \n"
+        "Rss:                1024 kB\n"
+        "VmFlags: rd wr mg mr\n"
+        "7f0060000000-7f0060100000 rw-p 00000000 00:00 0 [heap]\n"
+        "Rss:                 512 kB\n"
+        "VmFlags: rd wr mgx\n";
+    g_assert_cmpuint(ksm_tune_smaps_mergeable_rss(text), ==, (524288 + 1024) * 1024ULL);
+    g_assert_cmpuint(ksm_tune_smaps_mergeable_rss(""), ==, 0);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    g_test_add_func("/tune/start-computes-the-rate", test_start_computes_the_rate);
+    g_test_add_func("/tune/bounds", test_bounds);
+    g_test_add_func("/tune/feedback-towards-the-target", test_feedback_towards_the_target);
+    g_test_add_func("/tune/cpu-cap", test_cpu_cap);
+    g_test_add_func("/tune/small-changes-ignored", test_small_changes_ignored);
+    g_test_add_func("/tune/converges-then-steady-then-back", test_converges_then_steady_then_back);
+    g_test_add_func("/tune/growth-reset-and-kick", test_growth_reset_and_kick);
+    g_test_add_func("/tune/someone-else-changed-the-knobs", test_someone_else_changed_the_knobs);
+    g_test_add_func("/tune/smaps-mergeable-rss", test_smaps_mergeable_rss);
+    return g_test_run();
+}
