@@ -114,43 +114,11 @@ gboolean census_frames_is_zero(const CensusFrames *frames, guint64 pfn)
                          pfn - frames->huge_zero_pfn < frames->huge_zero_frames));
 }
 
-/*
- * LSD radix sort, 11 bits a pass, only as many passes as the largest frame
- * number needs (3 for up to 8 TiB of RAM).  qsort's comparisons were a few
- * per cent of the whole census; this is a few linear passes.
- */
+/* Sort frames with libksm's radix sort (ksm-sort.c). */
 static void sort_frames(guint64 *v, gsize n)
 {
-    enum { BITS = 11, BUCKETS = 1 << BITS };
-    guint64 max = 0;
-
-    for (gsize i = 0; i < n; i++) {
-        max = MAX(max, v[i]);
-    }
     g_autofree guint64 *tmp = g_new(guint64, MAX(n, 1));
-    g_autofree gsize *count = g_new(gsize, BUCKETS);
-    guint64 *from = v, *to = tmp;
-    for (guint shift = 0; shift < 64 && (max >> shift) != 0; shift += BITS) {
-        memset(count, 0, BUCKETS * sizeof(gsize));
-        for (gsize i = 0; i < n; i++) {
-            count[(from[i] >> shift) & (BUCKETS - 1)]++;
-        }
-        gsize sum = 0;
-        for (gsize b = 0; b < BUCKETS; b++) {
-            gsize k = count[b];
-            count[b] = sum;
-            sum += k;
-        }
-        for (gsize i = 0; i < n; i++) {
-            to[count[(from[i] >> shift) & (BUCKETS - 1)]++] = from[i];
-        }
-        guint64 *swap = from;
-        from = to;
-        to = swap;
-    }
-    if (from != v) {
-        memcpy(v, from, n * sizeof(guint64));
-    }
+    ksm_sort_u64(v, n, tmp);
 }
 
 /* Flags of the sorted distinct frames pfns[0..n). */

@@ -72,39 +72,6 @@ static gboolean pread_full(int fd, void *buf, size_t len, off_t off)
     return TRUE;
 }
 
-/* LSD radix sort, 11 bits a pass, as many passes as the largest value needs. */
-static void sort_u64(guint64 *v, gsize n, guint64 *tmp)
-{
-    enum { BITS = 11, BUCKETS = 1 << BITS };
-    gsize count[BUCKETS];
-    guint64 max = 0;
-
-    for (gsize i = 0; i < n; i++) {
-        max = MAX(max, v[i]);
-    }
-    guint64 *from = v, *to = tmp;
-    for (guint shift = 0; shift < 64 && (max >> shift) != 0; shift += BITS) {
-        memset(count, 0, sizeof(count));
-        for (gsize i = 0; i < n; i++) {
-            count[(from[i] >> shift) & (BUCKETS - 1)]++;
-        }
-        gsize sum = 0;
-        for (gsize b = 0; b < BUCKETS; b++) {
-            gsize k = count[b];
-            count[b] = sum;
-            sum += k;
-        }
-        for (gsize i = 0; i < n; i++) {
-            to[count[(from[i] >> shift) & (BUCKETS - 1)]++] = from[i];
-        }
-        guint64 *swap = from;
-        from = to;
-        to = swap;
-    }
-    if (from != v) {
-        memcpy(v, from, n * sizeof(guint64));
-    }
-}
 
 /*
  * Add the frames pfns[0..n) (sorted, repeated once per page mapping them;
@@ -275,7 +242,7 @@ gboolean ksm_range_count(const KsmContext *ctx, pid_t pid, guint64 start, guint6
                         "numbers from this process (it needs CAP_SYS_ADMIN)");
             goto out;
         }
-        sort_u64(pfns, npfn, tmp);
+        ksm_sort_u64(pfns, npfn, tmp);
         /* Heads are ascending in address, not in frame: order them (few). */
         for (size_t i = 1; i < nheads; i++) {
             for (size_t j = i; j > 0 && heads[j - 1] > heads[j]; j--) {

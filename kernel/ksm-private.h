@@ -30,6 +30,9 @@ gboolean ksm_set_errno_error(GError **error, int err, const char *what, const ch
 /* Is flag one of the words of an smaps VmFlags value ("rd wr mg")? */
 gboolean ksm_vmflags_has(const char *flags, const char *flag);
 
+/* Sort v[0..n) ascending; tmp has room for n values (ksm-sort.c). */
+void ksm_sort_u64(guint64 *v, gsize n, guint64 *tmp);
+
 /* g_get_monotonic_time in ms. */
 gint64 ksm_now_ms(void);
 
