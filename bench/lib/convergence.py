@@ -87,6 +87,8 @@ def run_policy(policy, sampler, bound_pages, timeout, tail):
     res['final_ratio'] = samples[-1].get('saved_pages', 0) / bound_pages if bound_pages else None
     res['cpu_total'] = samples[-1].get('ksmd_cpu_s', 0) - cpu0
     res['duration'] = t_end - t0
+    # How long it was followed undisturbed: a lower bound for times not reached.
+    res['observed'] = samples[-1]['t'] - t0 if len(samples) > 1 else 0.0
     if t95 is not None and samples[-1]['t'] - t95 > 1:
         w0 = t95
         w1 = samples[-1]['t']
@@ -187,9 +189,17 @@ def run(opts):
         for p in policies:
             log(f'convergence: {p.label} ({p.settings}); {load_note()}')
             try:
+                best = None
                 for attempt in range(1 + opts.retries):
                     r = run_policy(p, sampler, bound, opts.policy_timeout, opts.tail)
                     r['attempts'] = attempt + 1
+                    # Keep the attempt that says most: one that got to 95%, else
+                    # the longest undisturbed stretch.
+                    if best is None or (r.get('t95') is not None and best.get('t95') is None) \
+                            or (best.get('t95') is None and r['observed'] > best['observed']):
+                        best = r
+                    best['attempts'] = attempt + 1
+                    r = best
                     if not r.get('disturbed') or r.get('t95') is not None:
                         break   # undisturbed, or disturbed only after it reached 95%
                     # Repeat only within the time budget of this benchmark.
@@ -250,7 +260,8 @@ def render(res):
         pts = r.get('pages_to_scan')
         rows.append([
             r['label'],
-            fmt(r['t50'], '.1f'), fmt(r['t90'], '.1f'), fmt(r['t95'], '.1f', f'>{r["timeout"]:.0f}'),
+            fmt(r['t50'], '.1f', f'>{r["observed"]:.0f}'), fmt(r['t90'], '.1f', f'>{r["observed"]:.0f}'),
+            fmt(r['t95'], '.1f', f'>{r["observed"]:.0f}'),
             fmt(r['cpu50'], '.2f'),
             fmt(r['cpu95'], '.2f', f'>{fmt(r["cpu_total"], ".2f")}'),
             f'{r["final_ratio"] * 100:.1f}%' if r.get('final_ratio') is not None else '-',
@@ -292,9 +303,10 @@ def render(res):
         if sp and p and sp.get('t95') and p.get('t95'):
             ratio_lines.append(f"samepage reaches 95% {p['t95'] / sp['t95']:.2f}x sooner than "
                                f"{p['label']} ({p['t95']:.1f} s vs {sp['t95']:.1f} s)")
-        elif sp and p and sp.get('t95') and 'timeout' in p:
-            ratio_lines.append(f"samepage reaches 95% >{p['timeout'] / sp['t95']:.2f}x sooner "
-                               f"than {p['label']} (not reached in {p['timeout']:.0f} s)")
+        elif sp and p and sp.get('t95') and 'observed' in p:
+            ratio_lines.append(f"samepage reaches 95% >{p['observed'] / sp['t95']:.2f}x sooner "
+                               f"than {p['label']} (not reached in the {p['observed']:.0f} s it "
+                               f"was followed{', disturbed' if p.get('disturbed') else ''})")
     if sp and adv and sp.get('cpu95') is not None and adv.get('cpu95') is not None:
         ratio_lines.append(f"ksmd CPU-s to 95%: samepage {sp['cpu95']:.2f} vs advisor "
                            f"{adv['cpu95']:.2f} ({sp['cpu95'] / adv['cpu95']:.2f}x)"
@@ -324,7 +336,11 @@ def target_met(res):
         p = byname.get(peer)
         if not p:
             continue
-        pt = p.get('t95') or p.get('timeout')
+        pt = p.get('t95') or p.get('observed')
+        if not pt:
+            why.append(f'{peer}: no figure')
+            ok = False
+            continue
         r = pt / sp['t95']
         bound = '' if p.get('t95') else '>'
         why.append(f'{bound}{r:.2f}x vs {peer}')
@@ -338,11 +354,11 @@ def target_met(res):
         # and with all it spent trying.
         level = next((l for l in (90, 50) if adv.get(f'cpu{l}') is not None), None)
         if level and sp.get(f'cpu{level}') is not None:
-            why.append(f'advisor not at 95% in {adv["timeout"]:.0f} s; CPU to {level}% '
+            why.append(f'advisor not at 95% in {adv["observed"]:.0f} s; CPU to {level}% '
                        f'{sp[f"cpu{level}"]:.2f} vs advisor {adv[f"cpu{level}"]:.2f} CPU-s')
             ok = ok and sp[f'cpu{level}'] <= adv[f'cpu{level}'] + 0.02
         why.append(f'CPU to 95% {sp["cpu95"]:.2f} vs advisor >{adv["cpu_total"]:.2f} CPU-s '
-                   f'without getting there')
+                   f'spent in {adv["observed"]:.0f} s without getting there')
         ok = ok and sp['cpu95'] <= adv['cpu_total']
     return ok, '; '.join(why)
 

@@ -9,9 +9,16 @@ serial console), so taprunner.py, pytest or avocado can run the tests.
 
 Every test saves all KSM knobs first and restores them last (ksmctl), shuts
 down every QEMU it started in tearDown, and removes the cgroups it made.
+SIGTERM (meson's timeout) puts the knobs back at once and stops the run.
+
+    SAMEPAGE_QEMU_VERSION=10.0 /usr/bin/python3 tests/pylib/taprunner.py tests/avocado/test_*.py
+    SAMEPAGE_QEMU_VERSION=7.2 /usr/bin/python3 -m pytest tests/avocado -k unmerge
 """
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 import unittest
 
@@ -36,6 +43,26 @@ SEED_HOTPLUG = SEED + 2
 FAST_KSM = dict(run=1, pages_to_scan=10000, sleep_millisecs=20)
 
 
+class Terminated(Exception):
+    """SIGTERM arrived (meson's timeout sends it to the process group, then
+    SIGKILL half a second later)."""
+
+
+_terminated = []
+_saved_knobs = {}        # the running test's `ksmctl save` file
+
+
+def _on_sigterm(signum, frame):
+    """Put the knobs back at once (there may be no time for tearDown),
+    then fail the running test; the tests after it skip."""
+    if _terminated:
+        return                  # once is enough: let the cleanup run
+    _terminated.append(signum)
+    if _saved_knobs.get('file'):
+        sp.ksmctl('restore', '--file', _saved_knobs['file'], check=False, timeout=5)
+    raise Terminated(f'signal {signum}: stopping')
+
+
 def knob_summary():
     """The knobs that decide whether ksmd scans, for failure messages:
     KSM is global, and other work on the host may change them."""
@@ -50,6 +77,9 @@ class GuestTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         sp.require_root(cls)
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+            signal.signal(signal.SIGTERM, _on_sigterm)
         cls.paths = sp.require_qemu(VERSION)
         cls.guest_paths = sp.require_guest()
         cls.accel, why = sp.guest_accel(cls.paths, cls.guest_paths)
@@ -57,13 +87,16 @@ class GuestTest(unittest.TestCase):
             sp.note(why)
 
     def setUp(self):
+        if _terminated:
+            raise unittest.SkipTest('the run was stopped (SIGTERM)')
         self.guests = []
         self.interference = []      # what the test saw others do to KSM meanwhile
         # pages_to_scan is the kernel's own while the scan-time advisor runs.
         advisor = {'advisor_mode': 'none'} if 'advisor_mode' in sp.host_stats()['knobs'] else {}
         knobs = sp.ksm_knobs(**advisor, **FAST_KSM)
-        knobs.__enter__()
+        _saved_knobs['file'] = knobs.__enter__()
         # Cleanups run after tearDown: the guests are gone when knobs return.
+        self.addCleanup(_saved_knobs.clear)
         self.addCleanup(knobs.__exit__, None, None, None)
 
     def tearDown(self):
@@ -124,9 +157,27 @@ class GuestTest(unittest.TestCase):
         except AssertionError as e:
             raise AssertionError(f'{e}; knobs now {knob_summary()}') from None
 
+    @contextlib.contextmanager
+    def frozen(self, *guests):
+        """sp.frozen() (ksmd and the guests stopped), noting whether
+        something else on the host restarted ksmd or unmerged everything
+        (run=2 resets full_scans) while the test looked."""
+        with sp.frozen(*guests):
+            before = sp.host_stats()
+            try:
+                yield
+            finally:
+                after = sp.host_stats()
+                if (after['knobs']['run'] != 0 or
+                        after['counters']['full_scans'] < before['counters']['full_scans']):
+                    self.interference.append(
+                        f'while frozen (run=0), run became {after["knobs"]["run"]} and '
+                        f'full_scans went {before["counters"]["full_scans"]} -> '
+                        f'{after["counters"]["full_scans"]}: something else changed KSM')
+
     def assert_counts_agree(self, g, bid=None):
         """query-ksm-stats's exact counts for a backend equal the test's own
-        count from pagemap/kpageflags.  Call it inside sp.frozen(): ksmd and
+        count from pagemap/kpageflags.  Call it inside self.frozen(): ksmd and
         the guests stopped, so both reads see one state.  (KSM is global: if
         something else on the host starts ksmd meanwhile, the figures move;
         the comparison is then repeated, up to 5 times, until they hold

@@ -25,7 +25,7 @@ class SameSeed(GuestTest):
         test's own pagemap/kpageflags count."""
         a, b = self.filled_guests(('a', SEED), ('b', SEED))
         self.wait_fill_merged([a, b], SEED)
-        with sp.frozen(a, b):
+        with self.frozen(a, b):
             sharing = sp.host_value('pages_sharing')
             for g in (a, b):
                 fig = self.assert_counts_agree(g)
@@ -57,7 +57,7 @@ class SameSeed(GuestTest):
             g.wait_filled(timeout=180)
         self.wait_fill_merged([a, b], SEED)
         self.wait_full_scans(2, timeout=120)   # c and d's pages had their chances
-        with sp.frozen(a, b, c, d):
+        with self.frozen(a, b, c, d):
             for g in (c, d):
                 fig = self.assert_counts_agree(g)
                 self.assertEqual((fig['merge'], fig['mergeable'], fig['mergeable-size'],
@@ -77,7 +77,7 @@ class DifferentSeeds(GuestTest):
         says exactly that."""
         a, b = self.filled_guests(('a', SEED), ('b', SEED_OTHER))
         self.wait_full_scans(3, timeout=120)
-        with sp.frozen(a, b):
+        with self.frozen(a, b):
             for g, seed in ((a, SEED), (b, SEED_OTHER)):
                 fig = self.assert_counts_agree(g)
                 census = g.fill_census(seed)
@@ -99,7 +99,7 @@ class LibvirtStyle(GuestTest):
         backends = g.ksm_stats()['backends']
         self.assertEqual([(x['id'], x['type'], x['size']) for x in backends],
                          [('pc.ram', 'memory-backend-ram', GUEST_MIB * MiB)])
-        with sp.frozen(g):
+        with self.frozen(g):
             fig = self.assert_counts_agree(g, 'pc.ram')
             self.assertTrue(fig['mergeable'])
             self.assertEqual(g.fill_census(SEED, 'pc.ram')['fill'], FILL_PAGES)
@@ -143,7 +143,7 @@ class Hotplug(GuestTest):
         # Most of the fill is in the DIMM (the rest in base RAM): wait for
         # what is there to merge.
         self.wait_fill_merged([a, b], SEED_HOTPLUG, 'hp')
-        with sp.frozen(a, b):
+        with self.frozen(a, b):
             for g in (a, b):
                 fig = self.assert_counts_agree(g, 'hp')
                 c = g.fill_census(SEED_HOTPLUG, 'hp')

@@ -12,7 +12,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guesttest import FILL_PAGES, GUEST_MIB, SEED, MiB, GuestTest, sp  # noqa: E402
+from guesttest import (FILL_PAGES, GUEST_MIB, SEED, MiB, GuestTest, knob_summary,  # noqa: E402
+                       sp)
 
 
 def vmstat(name):
@@ -60,7 +61,7 @@ class Unmerge(GuestTest):
         self.assertEqual(a.smaps_mergeable(), 0)
         self.assert_alive(a)
         self.wait_full_scans(2, timeout=120)
-        with sp.frozen(a, b):
+        with self.frozen(a, b):
             fig = self.assert_counts_agree(a)
             self.assertEqual(fig['merged-pages'], 0, 'a stays unmerged')
             self.assertEqual(a.fill_census(SEED), {'fill': FILL_PAGES, 'fill_ksm': 0})
@@ -79,11 +80,14 @@ class Unmerge(GuestTest):
         a, b = self.merged_pair(mib=128)
         # Frozen: ksmd off (nothing re-merges what the job unmerged) and the
         # vCPUs stopped (nothing unshares behind the counts).
-        with sp.frozen(a, b):
+        with self.frozen(a, b):
             start, length = a.ram_range()
             chunk = 16 * MiB            # ksm-unmerge's chunk: progress moves by it
             before = [sp.independent_range_count(a.pid, start + off, chunk)['ksm']
                       for off in range(0, length, chunk)]
+            self.assertGreaterEqual(sum(before), 128 * MiB // sp.PAGE,
+                                    'the fill is no longer merged: did something else on the '
+                                    f'host unmerge (run=2)? knobs now {knob_summary()}')
             r = a.qmp('ksm-unmerge', id='m0', **{'job-id': 'c', 'auto-dismiss': False})
             self.assertEqual(r, {'return': {}})
             a.qmp('job-pause', id='c')          # at the next chunk boundary

@@ -106,14 +106,15 @@ def require_qemu(version):
 @contextlib.contextmanager
 def ksm_knobs(**settings):
     """Save every KSM knob, apply settings (name=value), restore on the way out
-    whatever happened."""
+    whatever happened.  Yields the file the knobs are saved in (for
+    `ksmctl restore --file` in an emergency, e.g. a signal handler)."""
     fd, saved = tempfile.mkstemp(prefix='samepage-knobs-')
     os.close(fd)
     ksmctl('save', '--file', saved)
     try:
         if settings:
             ksmctl('set', *[f'{k}={v}' for k, v in settings.items()])
-        yield
+        yield saved
     finally:
         ksmctl('restore', '--file', saved, check=False)
         os.unlink(saved)
