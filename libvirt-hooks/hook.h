@@ -79,6 +79,7 @@ typedef struct {
     gint64 sleep_millisecs;
     gint64 advisor_max_cpu;          /* advisor; -1: the kernel's */
     gint64 advisor_target_scan_time;
+    gint64 smart_scan;               /* 0 off, 1 on, -1 keep the host's */
     guint64 reserve_mib;             /* unmerge headroom reserve */
     gint64 unmerge_deadline_s;
     gint64 lock_timeout_ms;          /* how long a hook invocation waits for the host lock */

@@ -79,6 +79,10 @@ gboolean hook_ensure_ksmd(HookEnv *env, guint n_guests, GError **error)
         add_knob(assign, snap, KSM_FIELD_PAGES_TO_SCAN, env->cfg->pages_to_scan);
         add_knob(assign, snap, KSM_FIELD_SLEEP_MILLISECS, env->cfg->sleep_millisecs);
     }
+    /* Left out on kernels without smart scan (add_knob checks). */
+    if (env->cfg->smart_scan >= 0) {
+        add_knob(assign, snap, KSM_FIELD_SMART_SCAN, env->cfg->smart_scan);
+    }
     add_knob(assign, snap, KSM_FIELD_RUN, KSM_RUN_MERGE);
 
     if (!ksm_knobs_set(env->ctx, (const char *const *)assign->pdata, assign->len,

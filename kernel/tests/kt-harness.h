@@ -204,6 +204,8 @@ typedef struct {
     const char *cgroup;    /* join this cgroup before mapping (NULL: stay) */
 } KtMemSpec;
 
+#define KT_COMMON_SEED G_GUINT64_CONSTANT(0xc0ffee5eed)
+
 typedef struct {
     KtChild *c;
     void *addr;
@@ -215,6 +217,8 @@ typedef struct {
  * address.  Commands (the reply is the same letter, or 'E' on failure):
  *   'w' rewrite every page with new content unique to this process (breaks
  *       COW on KSM pages; never equal to another child's rewrite)
+ *   'c' rewrite every page with content common to every child that gets 'c'
+ *       (kt_fill_unique with KT_COMMON_SEED)
  *   'u' MADV_UNMERGEABLE over the range, 'm' MADV_MERGEABLE
  *   'x' exit 0
  */

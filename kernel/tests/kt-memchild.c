@@ -61,6 +61,10 @@ static int mem_child(KtChild *self, gpointer data)
             kt_fill_unique(addr, spec->len,
                            spec->seed + 0x1000 * ++generation + ((guint64)getpid() << 32) + 7);
             break;
+        case 'c':
+            /* the same content in every child that gets 'c' */
+            kt_fill_unique(addr, spec->len, KT_COMMON_SEED);
+            break;
         case 'u':
             ok = ksm_advise_unmergeable(addr, spec->len, &err);
             break;

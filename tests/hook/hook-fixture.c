@@ -14,7 +14,7 @@ static const struct {
     { "run", "0" }, { "pages_to_scan", "100" }, { "sleep_millisecs", "20" },
     { "merge_across_nodes", "1" }, { "use_zero_pages", "0" }, { "max_page_sharing", "256" },
     { "advisor_mode", "[none] scan-time" }, { "advisor_max_cpu", "70" },
-    { "advisor_target_scan_time", "200" }, { "pages_shared", "0" }, { "pages_sharing", "0" },
+    { "advisor_target_scan_time", "200" }, { "smart_scan", "1" }, { "pages_shared", "0" }, { "pages_sharing", "0" },
     { "pages_unshared", "0" }, { "pages_volatile", "0" }, { "full_scans", "0" },
     { "ksm_zero_pages", "0" }, { "general_profit", "0" },
 };

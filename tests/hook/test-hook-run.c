@@ -69,7 +69,11 @@ static void test_first_guest_starts_ksmd(HookFixture *fx, gconstpointer data)
     g_assert_cmpstr(runv, ==, "1");
     g_assert_cmpstr(pts, ==, "1234");
     g_assert_cmpstr(sleep, ==, "7");
+    /* smart_scan=off by default (kt-r21-smart-scan-phase.c says why). */
+    g_autofree char *smart = hook_fixture_ksm_get(fx, "smart_scan");
+    g_assert_cmpstr(smart, ==, "0");
     assert_contains(run.err, "ksmd started for 1 mergeable guest(s)");
+    assert_contains(run.err, "smart_scan=0");
 
     /* One file, named by the UUID, root-only. */
     g_autofree char *state = hook_fixture_state_file(fx, U_WEB);
@@ -398,6 +402,36 @@ static void test_unused_ops_exit_at_once(HookFixture *fx, gconstpointer data)
     g_assert_false(g_file_test(fx->state_dir, G_FILE_TEST_EXISTS));
 }
 
+static void test_smart_scan_setting(HookFixture *fx, gconstpointer data)
+{
+    HookRun run = { 0 };
+
+    /* keep: the host's smart scan is left alone. */
+    hook_fixture_config(fx, "smart_scan=keep\n");
+    hook_run(fx, "web-1", "prepare", "merge-yes.xml", &run);
+    g_assert_cmpint(run.status, ==, 0);
+    g_autofree char *kept = hook_fixture_ksm_get(fx, "smart_scan");
+    g_assert_cmpstr(kept, ==, "1");
+    g_assert_null(strstr(run.err, "smart_scan="));
+    hook_run_clear(&run);
+    hook_run(fx, "web-1", "stopped", "merge-yes.xml", &run);
+    hook_run_clear(&run);
+    g_assert_nonnull(hook_fixture_wait_outcome(fx, 10000));
+
+    /* A value it does not know: the start is refused, naming key and value,
+     * and no knob moves. */
+    hook_fixture_ksm_set(fx, "run", "0");
+    hook_fixture_config(fx, "smart_scan=sometimes\n");
+    hook_run(fx, "web-2", "prepare", "merge-yes.xml", &run);
+    g_assert_cmpint(run.status, ==, 1);
+    assert_contains(run.err, "smart_scan=sometimes is not valid: off, on or keep");
+    g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
+    g_autofree char *still = hook_fixture_ksm_get(fx, "smart_scan");
+    g_assert_cmpstr(runv, ==, "0");
+    g_assert_cmpstr(still, ==, "1");
+    hook_run_clear(&run);
+}
+
 static void test_bad_config(HookFixture *fx, gconstpointer data)
 {
     HookRun run = { 0 };
@@ -543,6 +577,7 @@ int main(int argc, char **argv)
     HOOK_TEST("/hook/run/guest-back-before-unmerge", test_guest_back_before_unmerge);
     HOOK_TEST("/hook/run/hostile-names", test_hostile_names);
     HOOK_TEST("/hook/run/unused-ops-exit-at-once", test_unused_ops_exit_at_once);
+    HOOK_TEST("/hook/run/smart-scan-setting", test_smart_scan_setting);
     HOOK_TEST("/hook/run/bad-config", test_bad_config);
     HOOK_TEST("/hook/run/reconnect-rebuilds", test_reconnect_rebuilds);
     HOOK_TEST("/hook/run/stale-state-pruned", test_stale_state_pruned);

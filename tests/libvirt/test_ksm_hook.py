@@ -385,7 +385,18 @@ class Guest:
         self.host, self.name, self.uuid, self.console = host, name, uuid, console
 
     def start(self, check=True):
-        return virsh('start', self.name, check=check, timeout=180)
+        # The hook refuses a start while another samepage process holds the
+        # host lock past its bound, and says to retry: other suites on a
+        # shared host may hold it for a moment.
+        for _ in range(6):
+            r = virsh('start', self.name, check=False, timeout=180)
+            if r.returncode == 0 or 'ksm.lock' not in r.stderr:
+                break
+            log(f'{self.name}: host lock busy, retrying the start')
+            time.sleep(5)
+        if check and r.returncode != 0:
+            raise AssertionError(f'virsh start {self.name} exited {r.returncode}:\n{r.stderr}')
+        return r
 
     def wait_console(self, marker, timeout=300):
         name = getattr(self, 'name', self.console)
