@@ -207,3 +207,48 @@ void kt_oom_report(KtChild *c, KtChild *bystander, const KtOomWatch *w, gint64 d
     kt_ok(kt_pid_alive(bystander->pid), "the bystander outside the cgroup (pid %d) is alive",
           bystander->pid);
 }
+
+static int bystander(KtChild *self, gpointer data)
+{
+    kt_child_reply(self, 'r');
+    kt_child_recv(self);
+    return 0;
+}
+
+void kt_oom_setup(guint64 limit, KtOomSpec *spec, const char *label, KtOomSetup *s)
+{
+    g_autoptr(GError) err = NULL;
+    void *addr = NULL;
+
+    memset(s, 0, sizeof(*s));
+    kt_fast_scan();
+    kt_settle();
+    s->cg = kt_cgroup_create(limit, &err);
+    if (!s->cg) {
+        kt_bail("cannot make the memory cgroup: %s", err->message);
+    }
+    s->bystander = kt_child_spawn("bystander (outside the cgroup)", bystander, NULL);
+    kt_child_expect(s->bystander, 'r', 10000);
+
+    spec->cgroup = kt_cgroup_path(s->cg);
+    s->child = kt_child_spawn(label, kt_oom_child, spec);
+    if (!kt_child_expect(s->child, 'r', 60000) ||
+        !kt_child_read(s->child, &addr, sizeof(addr), 5000)) {
+        kt_bail("%s did not set up", label);
+    }
+    const gint64 n = spec->merge_len / kt->page_size;
+    s->view = (KtMem){ .c = s->child, .addr = addr, .len = spec->merge_len };
+    kt_wait_scans(2, 60000);
+    s->merged = kt_mem_wait_merging(&s->view, n / 2 - n / 50, 30000);
+}
+
+void kt_oom_teardown(KtOomSetup *s)
+{
+    g_autoptr(GError) err = NULL;
+    g_autofree char *path = g_strdup(kt_cgroup_path(s->cg));
+
+    kt_ok(kt_cgroup_destroy(s->cg, 15000, &err), "cgroup %s removed%s%s", path, err ? ": " : "",
+          err ? err->message : "");
+    kt_child_send(s->bystander, 'x');
+    kt_child_reap(s->bystander, 5000);
+}

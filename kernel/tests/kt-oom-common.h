@@ -24,6 +24,24 @@ typedef struct {
 int kt_oom_child(KtChild *self, gpointer data);
 
 typedef struct {
+    KtCgroup *cg;
+    KtChild *bystander;     /* outside the cgroup: must survive */
+    KtChild *child;         /* kt_oom_child inside it */
+    KtMem view;             /* the child's merge area */
+    gint64 merged;          /* its merging pages once ksmd had its scans */
+} KtOomSetup;
+
+/*
+ * The scene of R19 and R20: fast scanning, a settled baseline, a cgroup of
+ * `limit` bytes (spec->cgroup is set to it), a bystander outside it, the
+ * child set up inside, and ksmd given two scans to merge the identical half
+ * of its merge area (waited for up to 30 s).
+ */
+void kt_oom_setup(guint64 limit, KtOomSpec *spec, const char *label, KtOomSetup *s);
+/* Remove the cgroup (asserted) and end the bystander. */
+void kt_oom_teardown(KtOomSetup *s);
+
+typedef struct {
     gboolean reaped;
     gint64 go_us;           /* 'g' sent */
     gint64 kill_us;         /* the cgroup's oom_kill counter moved (0 if never seen) */

@@ -20,13 +20,6 @@
 #define DEADLINE_MS 30000
 #define EXIT_MS 10000
 
-static int bystander(KtChild *self, gpointer data)
-{
-    kt_child_reply(self, 'r');
-    kt_child_recv(self);
-    return 0;
-}
-
 int main(void)
 {
     kt_begin("r19-mt-oom-exit", "R19 multithreaded OOM exit: fault threads plus an mmap/munmap "
@@ -35,43 +28,21 @@ int main(void)
              "\"the OOMing thread can't exit because it needs to acquire the mmap_sem, while the "
              "thread holding mmap_sem can't progress because it needs to allocate memory\"");
     kt_require_cgroup();
-    g_autoptr(GError) err = NULL;
 
-    kt_fast_scan();
-    kt_settle();
-    KtCgroup *cg = kt_cgroup_create(LIMIT, &err);
-    if (!cg) {
-        kt_bail("cannot make the memory cgroup: %s", err->message);
-    }
-    KtChild *by = kt_child_spawn("bystander (outside the cgroup)", bystander, NULL);
-    kt_child_expect(by, 'r', 10000);
-
-    KtOomSpec spec = { .cgroup = kt_cgroup_path(cg), .merge_len = MERGE_LEN,
+    KtOomSpec spec = { .merge_len = MERGE_LEN,
                        .fault_threads = 4, .map_threads = 1, .advise_threads = 1 };
-    KtChild *c = kt_child_spawn("threads (in the cgroup)", kt_oom_child, &spec);
-    void *addr = NULL;
-    if (!kt_child_expect(c, 'r', 60000) || !kt_child_read(c, &addr, sizeof(addr), 5000)) {
-        kt_bail("the threaded child did not set up");
-    }
-    const gint64 n = MERGE_LEN / kt->page_size;
-    KtMem view = { .c = c, .addr = addr, .len = MERGE_LEN };
-    kt_wait_scans(2, 60000);
-    gint64 merged = kt_mem_wait_merging(&view, n / 2 - n / 50, 30000);
+    KtOomSetup s;
+    kt_oom_setup(LIMIT, &spec, "threads (in the cgroup)", &s);
     kt_note("threads: pid %d, limit %zu MiB, %zu MiB mergeable (half identical): %" G_GINT64_FORMAT
             " pages merged; usage %" G_GINT64_FORMAT " KiB; starting 4 fault threads, 1 "
-            "mmap/munmap thread, 1 MADV_(UN)MERGEABLE thread", c->pid, LIMIT / KT_MIB,
-            MERGE_LEN / KT_MIB, merged, kt_cgroup_usage(cg) / 1024);
+            "mmap/munmap thread, 1 MADV_(UN)MERGEABLE thread", s.child->pid, LIMIT / KT_MIB,
+            MERGE_LEN / KT_MIB, s.merged, kt_cgroup_usage(s.cg) / 1024);
     kt_dmesg_check("before the balloon");
 
     KtOomWatch w;
-    kt_oom_watch(c, cg, DEADLINE_MS, &w);
-    kt_oom_report(c, by, &w, DEADLINE_MS, EXIT_MS);
+    kt_oom_watch(s.child, s.cg, DEADLINE_MS, &w);
+    kt_oom_report(s.child, s.bystander, &w, DEADLINE_MS, EXIT_MS);
     g_free(w.status);
-
-    g_autofree char *path = g_strdup(kt_cgroup_path(cg));
-    kt_ok(kt_cgroup_destroy(cg, 15000, &err), "cgroup %s removed%s%s", path, err ? ": " : "",
-          err ? err->message : "");
-    kt_child_send(by, 'x');
-    kt_child_reap(by, 5000);
+    kt_oom_teardown(&s);
     return kt_finish();
 }

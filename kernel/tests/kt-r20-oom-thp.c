@@ -26,13 +26,6 @@
 #define THP "/sys/kernel/mm/transparent_hugepage"
 #define KHP THP "/khugepaged"
 
-static int bystander(KtChild *self, gpointer data)
-{
-    kt_child_reply(self, 'r');
-    kt_child_recv(self);
-    return 0;
-}
-
 static gint64 read_num(const char *path)
 {
     g_autofree char *t = NULL;
@@ -47,7 +40,6 @@ int main(void)
              "when oom_reaper races with writer\" (2017-08-08): \"oom_reaper: unable to reap "
              "pid:3163\" with khugepaged holding the victim's mmap_sem");
     kt_require_cgroup();
-    g_autoptr(GError) err = NULL;
 
     g_autofree char *enabled = NULL;
     gboolean thp = g_file_get_contents(THP "/enabled", &enabled, NULL, NULL) &&
@@ -62,52 +54,33 @@ int main(void)
                 THP);
     }
 
-    kt_fast_scan();
-    kt_settle();
-    KtCgroup *cg = kt_cgroup_create(LIMIT, &err);
-    if (!cg) {
-        kt_bail("cannot make the memory cgroup: %s", err->message);
-    }
-    KtChild *by = kt_child_spawn("bystander (outside the cgroup)", bystander, NULL);
-    kt_child_expect(by, 'r', 10000);
-
-    KtOomSpec spec = { .cgroup = kt_cgroup_path(cg), .merge_len = MERGE_LEN, .hugepage = thp,
+    KtOomSpec spec = { .merge_len = MERGE_LEN, .hugepage = thp,
                        .fault_threads = 2, .map_threads = 1, .advise_threads = 1 };
     gint64 col0 = read_num(KHP "/pages_collapsed"), fs0 = read_num(KHP "/full_scans");
-    KtChild *c = kt_child_spawn("thp (in the cgroup)", kt_oom_child, &spec);
-    void *addr = NULL;
-    if (!kt_child_expect(c, 'r', 60000) || !kt_child_read(c, &addr, sizeof(addr), 5000)) {
-        kt_bail("the child did not set up");
-    }
+    KtOomSetup s;
+    kt_oom_setup(LIMIT, &spec, "thp (in the cgroup)", &s);
     const gint64 n = MERGE_LEN / kt->page_size;
-    KtMem view = { .c = c, .addr = addr, .len = MERGE_LEN };
-    kt_wait_scans(2, 60000);
-    gint64 merged = kt_mem_wait_merging(&view, n / 2 - n / 50, 30000);
     /* let khugepaged have its turn on the unique halves */
     g_usleep(1500 * 1000);
-    g_autofree char *smaps_path = g_strdup_printf("/proc/%d/smaps_rollup", c->pid);
+    g_autofree char *smaps_path = g_strdup_printf("/proc/%d/smaps_rollup", s.child->pid);
     g_autofree char *rollup = NULL;
     g_file_get_contents(smaps_path, &rollup, NULL, NULL);
     const char *ah = rollup ? strstr(rollup, "AnonHugePages:") : NULL;
     kt_note("child pid %d: %zu MiB area at %p, %" G_GINT64_FORMAT " pages merged; khugepaged "
             "full_scans %+" G_GINT64_FORMAT ", pages_collapsed %+" G_GINT64_FORMAT "; %.*s",
-            c->pid, MERGE_LEN / KT_MIB, addr, merged, read_num(KHP "/full_scans") - fs0,
+            s.child->pid, MERGE_LEN / KT_MIB, s.view.addr, s.merged, read_num(KHP "/full_scans") - fs0,
             read_num(KHP "/pages_collapsed") - col0, ah ? (int)strcspn(ah, "\n") : 0, ah ? ah : "");
-    kt_ok(merged >= n / 2 - n / 50, "ksmd merged the identical halves (%" G_GINT64_FORMAT ")", merged);
+    kt_ok(s.merged >= n / 2 - n / 50, "ksmd merged the identical halves (%" G_GINT64_FORMAT ")",
+          s.merged);
     kt_dmesg_check("before the balloon");
 
     KtOomWatch w;
-    kt_oom_watch(c, cg, DEADLINE_MS, &w);
+    kt_oom_watch(s.child, s.cg, DEADLINE_MS, &w);
     kt_note("khugepaged during the test: full_scans %+" G_GINT64_FORMAT ", pages_collapsed %+"
             G_GINT64_FORMAT, read_num(KHP "/full_scans") - fs0,
             read_num(KHP "/pages_collapsed") - col0);
-    kt_oom_report(c, by, &w, DEADLINE_MS, EXIT_MS);
+    kt_oom_report(s.child, s.bystander, &w, DEADLINE_MS, EXIT_MS);
     g_free(w.status);
-
-    g_autofree char *path = g_strdup(kt_cgroup_path(cg));
-    kt_ok(kt_cgroup_destroy(cg, 15000, &err), "cgroup %s removed%s%s", path, err ? ": " : "",
-          err ? err->message : "");
-    kt_child_send(by, 'x');
-    kt_child_reap(by, 5000);
+    kt_oom_teardown(&s);
     return kt_finish();
 }
