@@ -169,6 +169,14 @@ int ksmctl_cmd_tune(KsmctlGlobal *global, int argc, char **argv)
     install(SIGTERM, on_stop);
     install(SIGINT, on_stop);
     install(SIGUSR1, on_kick);
+    /* A starter may have blocked these until the handlers are in (the
+     * libvirt hook does: a SIGUSR1 before them would end this process). */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
 
     KsmTuneState state;
     ksm_tune_state_init(&state);

@@ -23,9 +23,13 @@ const char hook_config_default_text[] =
     "# differs from the running mergeable guests' is refused; permissive: it\n"
     "# starts and the conflict is logged.\n"
     "policy=strict\n"
-    "# How ksmd scans while mergeable guests run: manual (pages_to_scan and\n"
-    "# sleep_millisecs) or advisor (the kernel's scan-time advisor, Linux 6.8+).\n"
-    "scan=manual\n"
+    "# How ksmd scans while mergeable guests run: tune (samepage's policy: a\n"
+    "# `ksmctl tune` started with ksmd and stopped with the last guest), manual\n"
+    "# (pages_to_scan and sleep_millisecs) or advisor (the kernel's scan-time\n"
+    "# advisor, Linux 6.8+).  README, Performance, compares them.\n"
+    "scan=tune\n"
+    "ksmctl=" HOOK_KSMCTL_PATH "\n"
+    "# scan=manual; also the rate while ksmctl tune starts:\n"
     "pages_to_scan=1000\n"
     "sleep_millisecs=20\n"
     "#advisor_max_cpu=70\n"
@@ -49,7 +53,7 @@ const char hook_config_default_text[] =
 
 static const char *const known_keys[] = {
     "policy", "scan", "pages_to_scan", "sleep_millisecs", "advisor_max_cpu",
-    "advisor_target_scan_time", "smart_scan", "reserve_mib", "unmerge_deadline_s", "lock_timeout_s",
+    "advisor_target_scan_time", "smart_scan", "ksmctl", "reserve_mib", "unmerge_deadline_s", "lock_timeout_s",
     "log_level", "log_file", NULL,
 };
 
@@ -57,7 +61,8 @@ void hook_config_init(HookConfig *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
     cfg->policy = HOOK_POLICY_STRICT;
-    cfg->scan_mode = HOOK_SCAN_MANUAL;
+    cfg->scan_mode = HOOK_SCAN_TUNE;
+    cfg->ksmctl = g_strdup(HOOK_KSMCTL_PATH);
     /* 1000 pages every 20 ms is ~200 MB/s of scanning: merges a few guests
      * in seconds, a few percent of one CPU. */
     cfg->pages_to_scan = 1000;
@@ -77,6 +82,7 @@ void hook_config_init(HookConfig *cfg)
 void hook_config_clear(HookConfig *cfg)
 {
     g_free(cfg->log_file);
+    g_free(cfg->ksmctl);
     g_free(cfg->path);
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -84,6 +90,18 @@ void hook_config_clear(HookConfig *cfg)
 const char *hook_policy_name(HookHostPolicy policy)
 {
     return policy == HOOK_POLICY_STRICT ? "strict" : "permissive";
+}
+
+const char *hook_scan_mode_name(HookScanMode mode)
+{
+    switch (mode) {
+    case HOOK_SCAN_ADVISOR:
+        return "advisor";
+    case HOOK_SCAN_TUNE:
+        return "tune";
+    default:
+        return "manual";
+    }
 }
 
 static gboolean bad_value(GError **error, const char *path, const char *key,
@@ -142,11 +160,14 @@ static gboolean parse(HookConfig *cfg, GKeyFile *kf, const char *path, GError **
     if (scan) {
         g_strstrip(scan);
         if (strcmp(scan, "manual") == 0) {
-            cfg->scan_mode = HOOK_SCAN_MANUAL;
+            cfg->scan_mode = HOOK_SCAN_TUNE;
+    cfg->ksmctl = g_strdup(HOOK_KSMCTL_PATH);
         } else if (strcmp(scan, "advisor") == 0) {
             cfg->scan_mode = HOOK_SCAN_ADVISOR;
+        } else if (strcmp(scan, "tune") == 0) {
+            cfg->scan_mode = HOOK_SCAN_TUNE;
         } else {
-            return bad_value(error, path, "scan", scan, "manual or advisor");
+            return bad_value(error, path, "scan", scan, "tune, manual or advisor");
         }
     }
     if (smart) {
@@ -182,6 +203,16 @@ static gboolean parse(HookConfig *cfg, GKeyFile *kf, const char *path, GError **
     }
     cfg->reserve_mib = (guint64)reserve;
     cfg->lock_timeout_ms = lock_s * 1000;
+
+    g_autofree char *ksmctl = g_key_file_get_value(kf, GROUP, "ksmctl", NULL);
+    if (ksmctl) {
+        g_strstrip(ksmctl);
+        if (!g_path_is_absolute(ksmctl)) {
+            return bad_value(error, path, "ksmctl", ksmctl, "an absolute path");
+        }
+        g_free(cfg->ksmctl);
+        cfg->ksmctl = g_strdup(ksmctl);
+    }
 
     g_autofree char *file = g_key_file_get_value(kf, GROUP, "log_file", NULL);
     if (file) {

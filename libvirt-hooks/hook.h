@@ -16,6 +16,7 @@
  *   qemu-pid.c    which QEMU process runs a domain (by -uuid), for stale state
  *   lifecycle.c   the decision for each libvirt operation
  *   reconcile.c   bringing KSM in line with the state, inline or detached
+ *   tune.c        scan=tune: the detached `ksmctl tune` for the guests' lifetime
  *   log.c         one line per decision: syslog, stderr, optional file
  */
 #ifndef SAMEPAGE_HOOK_H
@@ -70,7 +71,7 @@ char *hook_quote(const char *text);
 /* config.c ---------------------------------------------------------------- */
 
 typedef enum { HOOK_POLICY_STRICT, HOOK_POLICY_PERMISSIVE } HookHostPolicy;
-typedef enum { HOOK_SCAN_MANUAL, HOOK_SCAN_ADVISOR } HookScanMode;
+typedef enum { HOOK_SCAN_MANUAL, HOOK_SCAN_ADVISOR, HOOK_SCAN_TUNE } HookScanMode;
 
 typedef struct {
     HookHostPolicy policy;
@@ -80,6 +81,7 @@ typedef struct {
     gint64 advisor_max_cpu;          /* advisor; -1: the kernel's */
     gint64 advisor_target_scan_time;
     gint64 smart_scan;               /* 0 off, 1 on, -1 keep the host's */
+    char *ksmctl;                    /* scan=tune runs "<ksmctl> tune" */
     guint64 reserve_mib;             /* unmerge headroom reserve */
     gint64 unmerge_deadline_s;
     gint64 lock_timeout_ms;          /* how long a hook invocation waits for the host lock */
@@ -94,6 +96,7 @@ void hook_config_init(HookConfig *cfg);
 gboolean hook_config_load(HookConfig *cfg, const char *path, GError **error);
 void hook_config_clear(HookConfig *cfg);
 const char *hook_policy_name(HookHostPolicy policy);
+const char *hook_scan_mode_name(HookScanMode mode);
 /* The file the installer writes when there is none. */
 extern const char hook_config_default_text[];
 
@@ -195,6 +198,17 @@ gboolean hook_ensure_ksmd(HookEnv *env, guint n_guests, GError **error);
  * Returns at once.
  */
 void hook_reconcile_detached(HookEnv *env, HookReconcileWhy why);
+
+/* tune.c ------------------------------------------------------------------ */
+
+/* Is the hook's `ksmctl tune` running (pid and start time in the state dir)? */
+gboolean hook_tune_running(HookEnv *env, pid_t *pid);
+/* Start it detached and record it (lock held, ksmd already at run=1). */
+gboolean hook_tune_start(HookEnv *env, GError **error);
+/* SIGUSR1 (converge again) if it runs; FALSE if it does not. */
+gboolean hook_tune_kick(HookEnv *env, guint n_guests);
+/* SIGTERM if it runs, wait for it briefly, forget it. */
+void hook_tune_stop(HookEnv *env);
 
 /* lifecycle.c ------------------------------------------------------------- */
 

@@ -76,7 +76,7 @@ static int check_config(const char *path)
     printf("%s: %s policy=%s scan=%s reserve_mib=%" G_GUINT64_FORMAT
            " unmerge_deadline_s=%" G_GINT64_FORMAT "\n", cfg.path,
            cfg.from_file ? "ok:" : "missing, defaults:", hook_policy_name(cfg.policy),
-           cfg.scan_mode == HOOK_SCAN_ADVISOR ? "advisor" : "manual", cfg.reserve_mib,
+           hook_scan_mode_name(cfg.scan_mode), cfg.reserve_mib,
            cfg.unmerge_deadline_s);
     hook_config_clear(&cfg);
     return HOOK_EXIT_OK;

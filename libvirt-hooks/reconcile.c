@@ -51,6 +51,10 @@ gboolean hook_ensure_ksmd(HookEnv *env, guint n_guests, GError **error)
     if (!snap) {
         return FALSE;
     }
+    HookScanMode mode = env->cfg->scan_mode;
+    if (mode == HOOK_SCAN_TUNE && hook_tune_kick(env, n_guests)) {
+        return TRUE;
+    }
     if (ksm_snapshot_get(snap, KSM_FIELD_RUN, &run) && run == KSM_RUN_MERGE) {
         hook_log(HOOK_LOG_INFO, "ksmd already running for %u mergeable guest(s): "
                  "settings left as they are", n_guests);
@@ -58,7 +62,6 @@ gboolean hook_ensure_ksmd(HookEnv *env, guint n_guests, GError **error)
     }
 
     g_autoptr(GPtrArray) assign = g_ptr_array_new_with_free_func(g_free);
-    HookScanMode mode = env->cfg->scan_mode;
     if (mode == HOOK_SCAN_ADVISOR && !ksm_snapshot_get(snap, KSM_FIELD_ADVISOR_MODE, NULL)) {
         hook_log(HOOK_LOG_WARNING, "scan=advisor in %s but this kernel has no KSM advisor "
                  "(Linux 6.8+): using pages_to_scan/sleep_millisecs", env->cfg->path);
@@ -74,7 +77,8 @@ gboolean hook_ensure_ksmd(HookEnv *env, guint n_guests, GError **error)
                      env->cfg->advisor_target_scan_time);
         }
     } else {
-        /* The advisor owns pages_to_scan (EINVAL while it is on). */
+        /* The advisor owns pages_to_scan (EINVAL while it is on).  Under
+         * scan=tune these are the rate until ksmctl tune takes over. */
         add_knob(assign, snap, KSM_FIELD_ADVISOR_MODE, KSM_ADVISOR_NONE);
         add_knob(assign, snap, KSM_FIELD_PAGES_TO_SCAN, env->cfg->pages_to_scan);
         add_knob(assign, snap, KSM_FIELD_SLEEP_MILLISECS, env->cfg->sleep_millisecs);
@@ -92,6 +96,15 @@ gboolean hook_ensure_ksmd(HookEnv *env, guint n_guests, GError **error)
     g_ptr_array_add(assign, NULL);
     g_autofree char *list = g_strjoinv(" ", (char **)assign->pdata);
     hook_log(HOOK_LOG_INFO, "ksmd started for %u mergeable guest(s): %s", n_guests, list);
+    if (mode == HOOK_SCAN_TUNE) {
+        g_autoptr(GError) tune_error = NULL;
+        if (!hook_tune_start(env, &tune_error)) {
+            /* ksmd runs at the manual rate: the guests still merge. */
+            hook_log(HOOK_LOG_WARNING, "%s: scanning at pages_to_scan=%" G_GINT64_FORMAT
+                     " sleep_millisecs=%" G_GINT64_FORMAT " instead", tune_error->message,
+                     env->cfg->pages_to_scan, env->cfg->sleep_millisecs);
+        }
+    }
     return TRUE;
 }
 
@@ -105,6 +118,8 @@ static void unmerge(HookEnv *env)
                  error->message);
         return;
     }
+    /* The policy first, so it does not write a knob under the unmerge. */
+    hook_tune_stop(env);
     gint64 run = ksm_snapshot_get_or(snap, KSM_FIELD_RUN, -1);
     gint64 merged = ksm_snapshot_get_or(snap, KSM_FIELD_PAGES_SHARING, 0) +
                     ksm_snapshot_get_or(snap, KSM_FIELD_KSM_ZERO_PAGES, 0);

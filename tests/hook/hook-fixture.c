@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* hook-fixture.c: see hook-fixture.h. */
+#include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -60,8 +62,22 @@ static void remove_tree(const char *path)
     g_rmdir(path);
 }
 
+/* A `ksmctl tune` the hook started (scan=tune) and no stop ended. */
+static void stop_tune(HookFixture *fx)
+{
+    g_autofree char *path = g_build_filename(fx->state_dir, "tune.pid", NULL);
+    g_autofree char *text = NULL;
+    int pid;
+
+    if (g_file_get_contents(path, &text, NULL, NULL) && sscanf(text, "%d", &pid) == 1 &&
+        pid > 1) {
+        kill(pid, SIGKILL);
+    }
+}
+
 void hook_fixture_teardown(HookFixture *fx, gconstpointer data)
 {
+    stop_tune(fx);
     remove_tree(fx->root);
     g_free(fx->root);
     g_free(fx->sysfs);
@@ -75,8 +91,11 @@ void hook_fixture_teardown(HookFixture *fx, gconstpointer data)
 
 void hook_fixture_config(HookFixture *fx, const char *lines)
 {
-    g_autofree char *text = g_strdup_printf("[ksm]\nlog_file=%s\nlog_level=debug\n%s\n",
-                                            fx->log, lines);
+    /* scan=manual unless the test says: scan=tune (the default) would start
+     * a ksmctl process for every test. */
+    gboolean says_scan = g_str_has_prefix(lines, "scan=") || strstr(lines, "\nscan=");
+    g_autofree char *text = g_strdup_printf("[ksm]\nlog_file=%s\nlog_level=debug\n%s%s\n",
+                                            fx->log, says_scan ? "" : "scan=manual\n", lines);
     write_file(fx->config, text);
 }
 

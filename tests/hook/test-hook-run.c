@@ -6,6 +6,7 @@
  */
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -110,6 +111,99 @@ static void test_advisor_scan(HookFixture *fx, gconstpointer data)
     g_assert_cmpstr(mode, ==, "scan-time");
     g_assert_cmpstr(cpu, ==, "25");
     g_assert_cmpstr(runv, ==, "1");
+    hook_run_clear(&run);
+}
+
+/* The pid the hook recorded for its ksmctl tune, if that process runs
+ * `ksmctl tune`; 0 otherwise. */
+static int tune_pid(HookFixture *fx)
+{
+    g_autofree char *path = g_build_filename(fx->state_dir, "tune.pid", NULL);
+    g_autofree char *text = NULL, *cmdline_path = NULL, *cmdline = NULL;
+    gsize len;
+    int pid;
+
+    if (!g_file_get_contents(path, &text, NULL, NULL) || sscanf(text, "%d", &pid) != 1) {
+        return 0;
+    }
+    cmdline_path = g_strdup_printf("/proc/%d/cmdline", pid);
+    if (!g_file_get_contents(cmdline_path, &cmdline, &len, NULL) || len == 0) {
+        return 0;
+    }
+    /* argv[0] "ksmctl", argv[1] "tune" */
+    return strcmp(cmdline + strlen(cmdline) + 1, "tune") == 0 ? pid : 0;
+}
+
+/* tune_pid, given a moment: the hook records the pid at the fork, the
+ * command line becomes ksmctl's at the exec. */
+static int wait_tune_pid(HookFixture *fx)
+{
+    for (int i = 0; i < 200; i++) {
+        int pid = tune_pid(fx);
+        if (pid) {
+            return pid;
+        }
+        g_usleep(10 * 1000);
+    }
+    return 0;
+}
+
+static void test_tune_scan(HookFixture *fx, gconstpointer data)
+{
+    HookRun run = { 0 };
+    g_autofree char *lines = g_strdup_printf("scan=tune\nksmctl=%s\n", g_getenv("KSMCTL"));
+    g_autofree char *xml2 = domain_xml("web-2", U_PLAIN, "merge=\"yes\" group=\"tenant-a\"",
+                                       FALSE);
+
+    hook_fixture_config(fx, lines);
+    hook_run(fx, "web-1", "prepare", "merge-yes.xml", &run);
+    g_assert_cmpint(run.status, ==, 0);
+    g_assert_cmpint(run.elapsed_ms, <, QUICK_MS);
+    assert_contains(run.err, "ksmd started for 1 mergeable guest(s)");
+    assert_contains(run.err, "ksmctl tune started (pid ");
+    int pid = wait_tune_pid(fx);
+    g_assert_cmpint(pid, >, 1);
+    /* Detached: its own session, not the hook's child. */
+    g_assert_cmpint(getsid(pid), !=, getsid(0));
+    hook_run_clear(&run);
+
+    /* Another mergeable guest: the same process, told to converge again. */
+    g_assert_cmpint(run_xml(fx, "web-2", "prepare", xml2, &run), ==, 0);
+    assert_contains(run.err, "told to converge again: 2 mergeable guest(s)");
+    g_assert_cmpint(tune_pid(fx), ==, pid);
+    hook_run_clear(&run);
+
+    /* The last one gone: stopped before the unmerge. */
+    hook_run(fx, "web-1", "stopped", "merge-yes.xml", &run);
+    hook_run_clear(&run);
+    g_assert_cmpint(kill(pid, 0), ==, 0);
+    run_xml(fx, "web-2", "stopped", xml2, &run);
+    g_assert_cmpint(run.status, ==, 0);
+    hook_run_clear(&run);
+    g_assert_nonnull(hook_fixture_wait_outcome(fx, 10000));
+    g_autofree char *log = hook_fixture_read_log(fx);
+    assert_contains(log, "stopped: no mergeable guest left");
+    g_assert_cmpint(tune_pid(fx), ==, 0);
+    g_autofree char *pidfile = g_build_filename(fx->state_dir, "tune.pid", NULL);
+    g_assert_false(g_file_test(pidfile, G_FILE_TEST_EXISTS));
+}
+
+static void test_tune_without_ksmctl(HookFixture *fx, gconstpointer data)
+{
+    HookRun run = { 0 };
+
+    /* No ksmctl where the config says: the guest starts, ksmd scans at the
+     * manual rate, and the log says what to fix. */
+    hook_fixture_config(fx, "scan=tune\nksmctl=/nonexistent/ksmctl\npages_to_scan=777\n");
+    hook_run(fx, "web-1", "prepare", "merge-yes.xml", &run);
+    g_assert_cmpint(run.status, ==, 0);
+    assert_contains(run.err, "/nonexistent/ksmctl is not an executable");
+    assert_contains(run.err, "scanning at pages_to_scan=777");
+    g_autofree char *pts = hook_fixture_ksm_get(fx, "pages_to_scan");
+    g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
+    g_assert_cmpstr(pts, ==, "777");
+    g_assert_cmpstr(runv, ==, "1");
+    g_assert_cmpint(tune_pid(fx), ==, 0);
     hook_run_clear(&run);
 }
 
@@ -567,6 +661,8 @@ int main(int argc, char **argv)
     }
     HOOK_TEST("/hook/run/first-guest-starts-ksmd", test_first_guest_starts_ksmd);
     HOOK_TEST("/hook/run/advisor-scan", test_advisor_scan);
+    HOOK_TEST("/hook/run/tune-scan", test_tune_scan);
+    HOOK_TEST("/hook/run/tune-without-ksmctl", test_tune_without_ksmctl);
     HOOK_TEST("/hook/run/not-mergeable", test_not_mergeable);
     HOOK_TEST("/hook/run/one-stops-no-unmerge", test_one_stops_no_unmerge);
     HOOK_TEST("/hook/run/last-stops-unmerges", test_last_stops_unmerges);
