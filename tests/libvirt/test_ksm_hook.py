@@ -19,12 +19,14 @@ to restart).
 """
 import contextlib
 import fcntl
+import grp
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -41,11 +43,13 @@ ROOT = samepage.ROOT
 BUILD = samepage.BUILD
 HOOK_BIN = os.path.join(BUILD, 'libvirt-hooks', 'samepage-ksm')
 INSTALLER = os.path.join(ROOT, 'libvirt-hooks', 'install')
+INSTALLED_KSMCTL = '/usr/local/bin/ksmctl'
 HOOK_PATH = '/etc/libvirt/hooks/qemu.d/samepage-ksm'
 CONF_PATH = '/etc/samepage/ksm.conf'
 STATE_DIR = '/run/samepage/hook'
 LOCK_PATH = '/run/samepage/ksm.lock'
 OUTCOME = os.path.join(STATE_DIR, 'last-unmerge.json')
+TUNE_PIDFILE = os.path.join(STATE_DIR, 'tune.pid')   # scan=tune: the hook's ksmctl tune
 URI = 'qemu:///system'
 PREFIX = 'samepage-hooktest-'
 NS = 'https://samepage.invalid/xmlns/ksm/1'
@@ -196,10 +200,14 @@ class LibvirtHost:
                 st.callback(remove_if_ours, d)
         self._backup(CONF_PATH)
         self._backup(HOOK_PATH)
+        # The installer puts ksmctl where the default config's scan=tune
+        # expects it, if nothing is there.
+        self._backup(INSTALLED_KSMCTL)
         run([INSTALLER, HOOK_BIN])
         self.write_config()
         self._start_syslogd()
         self._start_virtlogd()
+        self._kvm_for_libvirt()
         self.start_libvirtd()
         st.callback(self.stop_libvirtd)
         st.callback(self._cleanup_domains)
@@ -208,10 +216,12 @@ class LibvirtHost:
         self.stack.close()
 
     def _backup(self, path):
-        saved = None
+        """Put path back as it was (or remove it) at the end."""
+        saved = mode = None
         if os.path.exists(path):
             with open(path, 'rb') as f:
                 saved = f.read()
+            mode = os.stat(path).st_mode & 0o7777
 
         def restore():
             if saved is None:
@@ -220,12 +230,15 @@ class LibvirtHost:
             else:
                 with open(path, 'wb') as f:
                     f.write(saved)
-                os.chmod(path, 0o755 if path == HOOK_PATH else 0o644)
+                os.chmod(path, mode)
         self.stack.callback(restore)
 
     def write_config(self, **extra):
         conf = {
-            'policy': 'strict', 'scan': 'manual', 'pages_to_scan': 4000,
+            # scan=tune (the default): the hook runs samepage's policy, this
+            # build's ksmctl tune; pages_to_scan is the rate until it starts.
+            'policy': 'strict', 'scan': 'tune', 'ksmctl': os.path.abspath(samepage.ksmctl_path()),
+            'pages_to_scan': 4000,
             'sleep_millisecs': 10, 'reserve_mib': 256, 'unmerge_deadline_s': 120,
             'lock_timeout_s': LOCK_TIMEOUT_S, 'log_level': 'debug', 'log_file': self.hook_log,
         }
@@ -233,6 +246,31 @@ class LibvirtHost:
         os.makedirs(os.path.dirname(CONF_PATH), exist_ok=True)
         with open(CONF_PATH, 'w') as f:
             f.write('[ksm]\n' + ''.join(f'{k}={v}\n' for k, v in conf.items()))
+
+    def _kvm_for_libvirt(self):
+        """/dev/kvm as Debian's udev rule makes it (root:kvm 0660) while the
+        test's libvirtd runs, put back afterwards.  libvirtd probes QEMU as
+        root (KVM enabled) but checks its cached capabilities as the QEMU
+        user (libvirt-qemu, group kvm): with /dev/kvm root-only, as on this
+        machine without udev, every check finds "KVM was enabled when
+        probing, but it is not available now" and probes again, 2 s each
+        time libvirt looks (~12 of the test's 15 minutes).  The guests stay
+        TCG (domain type 'qemu')."""
+        path = '/dev/kvm'
+        try:
+            st = os.stat(path)
+            kvm_gid = grp.getgrnam('kvm').gr_gid
+        except (OSError, KeyError):
+            return
+        if st.st_gid == kvm_gid and st.st_mode & 0o060 == 0o060:
+            return
+
+        def restore():
+            os.chown(path, -1, st.st_gid)
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+        self.stack.callback(restore)
+        os.chown(path, -1, kvm_gid)
+        os.chmod(path, stat.S_IMODE(st.st_mode) | 0o660)
 
     def _start_syslogd(self):
         """A syslog daemon for the hook's syslog(3) lines, if the host has none."""
@@ -429,6 +467,26 @@ class Guest:
         return 0
 
 
+def tune_pid():
+    """The hook's ksmctl tune (pid from its tune.pid, if that process runs
+    `ksmctl tune`), else 0."""
+    try:
+        pid = int(read_text(TUNE_PIDFILE).split()[0])
+        with open(f'/proc/{pid}/cmdline', 'rb') as f:
+            args = f.read().split(b'\0')
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pid if args[1:2] == [b'tune'] else 0
+
+
+def stop_leftover_tune():
+    """A ksmctl tune the hook started and no last stop ended (a failed test)."""
+    pid = tune_pid()
+    if pid:
+        log(f'stopping a leftover ksmctl tune (pid {pid})')
+        stop_pid(pid)
+
+
 def merging_pages(pid):
     """ksm_merging_pages of one process, as ksmctl stats reports it (-1: unknown)."""
     for p in samepage.host_stats().get('processes', []):
@@ -486,6 +544,7 @@ def tearDownModule():
             log(f'hook invocations: {len(durations)}, longest {max(durations)} ms '
                 f'(bound {HOOK_BOUND_MS} ms)')
     finally:
+        stop_leftover_tune()
         HOST.close()
 
 
@@ -540,6 +599,11 @@ class HookTest(unittest.TestCase):
         states = HOST.state_files()
         self.assertIn(a.uuid, states)
         self.assertIn(b.uuid, states)
+        # samepage's policy runs while they do: started once, told of b.
+        tune = tune_pid()
+        self.assertGreater(tune, 0, 'no ksmctl tune running for the guests')
+        self.assertIn(f'ksmctl tune started (pid {tune})', self.new_log())
+        self.assertIn(f'ksmctl tune (pid {tune}) told to converge again', self.new_log())
         self.assertEqual(states[a.uuid]['phase'], 'started')
         self.assertEqual(int(states[b.uuid]['qemu_pid']), b.qemu_pid())
 
@@ -557,6 +621,9 @@ class HookTest(unittest.TestCase):
         self.assertEqual(out['after']['pages_sharing'], 0)
         text = self.new_log()
         self.assertIn('last mergeable guest gone', text)
+        self.assertIn(f'ksmctl tune (pid {tune}) stopped', text)
+        self.assertFalse(os.path.exists(f'/proc/{tune}/cmdline') and tune_pid() == tune,
+                         'ksmctl tune still runs')
         self.assertIn('unmerge done', text)
         self.assertIn('"event":"ksm-unmerge"', text)
         if HOST.syslogd:
