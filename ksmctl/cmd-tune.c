@@ -208,6 +208,11 @@ int ksmctl_cmd_tune(KsmctlGlobal *global, int argc, char **argv)
         g_clear_error(&error);
         if (!ksm_tune_observe(ctx, refresh, &ksmd, &obs, &error)) {
             say(json, &state, "error", error->message);
+            /* KSM itself gone (a test's fake tree removed): nothing left to tune. */
+            if (!ksm_available(ctx, NULL)) {
+                say(json, &state, "exit", "KSM is not there any more");
+                return KSMCTL_EXIT_NO_KSM;
+            }
             continue;
         }
         if (refresh) {
