@@ -116,8 +116,32 @@ def ksm_knobs(**settings):
             ksmctl('set', *[f'{k}={v}' for k, v in settings.items()])
         yield saved
     finally:
+        settle_exited()
         ksmctl('restore', '--file', saved, check=False)
         os.unlink(saved)
+
+
+def settle_exited(timeout=5):
+    """With ksmd running, let it pass over what is left before the knobs go
+    back: it drops the KSM metadata of processes that exited (the guests
+    just stopped) only when it passes over them, and with run=0 restored
+    the counters would keep their pages_sharing for good.  Done when no
+    KSM metadata is left, or after two full scans (other mergeable
+    processes on the host), or at the timeout."""
+    try:
+        if host_value('run') != 1:
+            return
+        start = host_value('full_scans')
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            c = host_stats()['counters']
+            if (sum(c.get(k, 0) for k in ('pages_shared', 'pages_sharing', 'pages_unshared',
+                                          'pages_volatile')) == 0
+                    or c.get('full_scans', 0) >= start + 2):
+                return
+            time.sleep(0.05)
+    except Exception:  # noqa: BLE001 - best effort on the way out
+        pass
 
 
 def wait_for(predicate, timeout, interval=0.2, what='condition'):
