@@ -165,6 +165,17 @@ def ksm_clean():
     return out
 
 
+def settle_exited():
+    """tests/pylib's settle_exited with this run's ksmctl: let a running ksmd
+    drop the stopped guests' KSM metadata before run=0 may come back."""
+    os.environ.setdefault('SAMEPAGE_KSMCTL', ENV.ksmctl or '')
+    pylib = os.path.join(ROOT, 'tests', 'pylib')
+    if pylib not in sys.path:
+        sys.path.insert(0, pylib)
+    import samepage
+    samepage.settle_exited()
+
+
 class KnobGuard:
     """Saves every KSM knob (ksmctl save) and restores it on exit, on failure,
     on SIGINT/SIGTERM.  The saved file survives a crash for `ksmctl restore`."""
@@ -179,6 +190,7 @@ class KnobGuard:
     def restore(self):
         if self.restored:
             return
+        settle_exited()
         r = ksmctl('restore', '--file', self.path, check=False)
         if r.returncode == 0:
             self.restored = True
