@@ -195,7 +195,9 @@ class LibvirtHost:
         st.callback(shutil.rmtree, self.work, ignore_errors=True)
         st.enter_context(samepage.ksm_knobs())
         # Directories the installer or the hook create: removed again if new.
-        for d in (os.path.dirname(CONF_PATH), os.path.dirname(HOOK_PATH), STATE_DIR):
+        # (/etc/libvirt/hooks before its qemu.d: the stack removes in reverse.)
+        for d in (os.path.dirname(CONF_PATH), os.path.dirname(os.path.dirname(HOOK_PATH)),
+                  os.path.dirname(HOOK_PATH), STATE_DIR):
             if not os.path.isdir(d):
                 st.callback(remove_if_ours, d)
         self._backup(CONF_PATH)
