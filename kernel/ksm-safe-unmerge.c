@@ -9,7 +9,7 @@
  *    pages of new memory at once, and running out means the OOM killer;
  *  - the child: the kernel marks the writer as the OOM origin, the
  *    preferred victim, so the writer must be a disposable process of ours,
- *    never the caller (a daemon, libvirtd's hook, ksmctl's parent shell);
+ *    never the caller (a daemon, libvirtd's hook, samepage's parent shell);
  *  - the deadline: the kernel's unmerge loop checks signal_pending(), so a
  *    signal whose handler is installed without SA_RESTART ends the write
  *    with EINTR; the kernel then sets run to 0.

@@ -24,12 +24,12 @@ const char hook_config_default_text[] =
     "# starts and the conflict is logged.\n"
     "policy=strict\n"
     "# How ksmd scans while mergeable guests run: tune (samepage's policy: a\n"
-    "# `ksmctl tune` started with ksmd and stopped with the last guest), manual\n"
+    "# `samepage tune` started with ksmd and stopped with the last guest), manual\n"
     "# (pages_to_scan and sleep_millisecs) or advisor (the kernel's scan-time\n"
     "# advisor, Linux 6.8+).  README, Performance, compares them.\n"
     "scan=tune\n"
-    "ksmctl=" HOOK_KSMCTL_PATH "\n"
-    "# scan=manual; also the rate while ksmctl tune starts:\n"
+    "samepage=" HOOK_CLI_PATH "\n"
+    "# scan=manual; also the rate while samepage tune starts:\n"
     "pages_to_scan=1000\n"
     "sleep_millisecs=20\n"
     "#advisor_max_cpu=70\n"
@@ -53,7 +53,7 @@ const char hook_config_default_text[] =
 
 static const char *const known_keys[] = {
     "policy", "scan", "pages_to_scan", "sleep_millisecs", "advisor_max_cpu",
-    "advisor_target_scan_time", "smart_scan", "ksmctl", "reserve_mib", "unmerge_deadline_s", "lock_timeout_s",
+    "advisor_target_scan_time", "smart_scan", "samepage", "reserve_mib", "unmerge_deadline_s", "lock_timeout_s",
     "log_level", "log_file", NULL,
 };
 
@@ -62,7 +62,7 @@ void hook_config_init(HookConfig *cfg)
     memset(cfg, 0, sizeof(*cfg));
     cfg->policy = HOOK_POLICY_STRICT;
     cfg->scan_mode = HOOK_SCAN_TUNE;
-    cfg->ksmctl = g_strdup(HOOK_KSMCTL_PATH);
+    cfg->cli_path = g_strdup(HOOK_CLI_PATH);
     /* 1000 pages every 20 ms is ~200 MB/s of scanning: merges a few guests
      * in seconds, a few percent of one CPU. */
     cfg->pages_to_scan = 1000;
@@ -82,7 +82,7 @@ void hook_config_init(HookConfig *cfg)
 void hook_config_clear(HookConfig *cfg)
 {
     g_free(cfg->log_file);
-    g_free(cfg->ksmctl);
+    g_free(cfg->cli_path);
     g_free(cfg->path);
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -161,7 +161,7 @@ static gboolean parse(HookConfig *cfg, GKeyFile *kf, const char *path, GError **
         g_strstrip(scan);
         if (strcmp(scan, "manual") == 0) {
             cfg->scan_mode = HOOK_SCAN_TUNE;
-    cfg->ksmctl = g_strdup(HOOK_KSMCTL_PATH);
+    cfg->cli_path = g_strdup(HOOK_CLI_PATH);
         } else if (strcmp(scan, "advisor") == 0) {
             cfg->scan_mode = HOOK_SCAN_ADVISOR;
         } else if (strcmp(scan, "tune") == 0) {
@@ -204,14 +204,14 @@ static gboolean parse(HookConfig *cfg, GKeyFile *kf, const char *path, GError **
     cfg->reserve_mib = (guint64)reserve;
     cfg->lock_timeout_ms = lock_s * 1000;
 
-    g_autofree char *ksmctl = g_key_file_get_value(kf, GROUP, "ksmctl", NULL);
-    if (ksmctl) {
-        g_strstrip(ksmctl);
-        if (!g_path_is_absolute(ksmctl)) {
-            return bad_value(error, path, "ksmctl", ksmctl, "an absolute path");
+    g_autofree char *samepage = g_key_file_get_value(kf, GROUP, "samepage", NULL);
+    if (samepage) {
+        g_strstrip(samepage);
+        if (!g_path_is_absolute(samepage)) {
+            return bad_value(error, path, "samepage", samepage, "an absolute path");
         }
-        g_free(cfg->ksmctl);
-        cfg->ksmctl = g_strdup(ksmctl);
+        g_free(cfg->cli_path);
+        cfg->cli_path = g_strdup(samepage);
     }
 
     g_autofree char *file = g_key_file_get_value(kf, GROUP, "log_file", NULL);

@@ -16,7 +16,7 @@
  *   qemu-pid.c    which QEMU process runs a domain (by -uuid), for stale state
  *   lifecycle.c   the decision for each libvirt operation
  *   reconcile.c   bringing KSM in line with the state, inline or detached
- *   tune.c        scan=tune: the detached `ksmctl tune` for the guests' lifetime
+ *   tune.c        scan=tune: the detached `samepage tune` for the guests' lifetime
  *   log.c         one line per decision: syslog, stderr, optional file
  */
 #ifndef SAMEPAGE_HOOK_H
@@ -81,7 +81,7 @@ typedef struct {
     gint64 advisor_max_cpu;          /* advisor; -1: the kernel's */
     gint64 advisor_target_scan_time;
     gint64 smart_scan;               /* 0 off, 1 on, -1 keep the host's */
-    char *ksmctl;                    /* scan=tune runs "<ksmctl> tune" */
+    char *cli_path;                  /* scan=tune runs "<cli_path> tune" */
     guint64 reserve_mib;             /* unmerge headroom reserve */
     gint64 unmerge_deadline_s;
     gint64 lock_timeout_ms;          /* how long a hook invocation waits for the host lock */
@@ -201,7 +201,7 @@ void hook_reconcile_detached(HookEnv *env, HookReconcileWhy why);
 
 /* tune.c ------------------------------------------------------------------ */
 
-/* Is the hook's `ksmctl tune` running (pid and start time in the state dir)? */
+/* Is the hook's `samepage tune` running (pid and start time in the state dir)? */
 gboolean hook_tune_running(HookEnv *env, pid_t *pid);
 /* Start it detached and record it (lock held, ksmd already at run=1). */
 gboolean hook_tune_start(HookEnv *env, GError **error);

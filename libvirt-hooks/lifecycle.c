@@ -15,7 +15,7 @@
  * Why nothing happens before a guest stops: libvirt calls no hook before
  * shutdown, and unmerging a guest's pages just before it exits frees nothing
  * (exit frees them) while needing the most memory at the worst moment.  An
- * operator unmerges one guest with `ksmctl unmerge --domain NAME`.
+ * operator unmerges one guest with `samepage unmerge --domain NAME`.
  */
 #include <stdarg.h>
 #include <string.h>

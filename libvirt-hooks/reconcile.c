@@ -29,7 +29,7 @@
 #include "hook.h"
 
 /* How long the detached child waits for the lock beyond an unmerge's own
- * deadline (another unmerge, ksmctl, a slow knob write). */
+ * deadline (another unmerge, samepage, a slow knob write). */
 #define DETACHED_LOCK_MARGIN_MS (60 * 1000)
 
 static gboolean add_knob(GPtrArray *assign, const KsmSnapshot *snap, KsmField field,
@@ -78,7 +78,7 @@ gboolean hook_ensure_ksmd(HookEnv *env, guint n_guests, GError **error)
         }
     } else {
         /* The advisor owns pages_to_scan (EINVAL while it is on).  Under
-         * scan=tune these are the rate until ksmctl tune takes over. */
+         * scan=tune these are the rate until samepage tune takes over. */
         add_knob(assign, snap, KSM_FIELD_ADVISOR_MODE, KSM_ADVISOR_NONE);
         add_knob(assign, snap, KSM_FIELD_PAGES_TO_SCAN, env->cfg->pages_to_scan);
         add_knob(assign, snap, KSM_FIELD_SLEEP_MILLISECS, env->cfg->sleep_millisecs);

@@ -2,7 +2,7 @@
 /*
  * tune.c: scan=tune, samepage's scan policy for the guests' lifetime.
  *
- * The policy is libksm's (ksm/ksm-tune.h) and runs in `ksmctl tune`, a
+ * The policy is libksm's (ksm/ksm-tune.h) and runs in `samepage tune`, a
  * process that lives as long as mergeable guests do: a hook invocation
  * returns within seconds, a policy that adapts to what ksmd achieves cannot.
  * The hook starts it detached (new session, stdio away from libvirtd's
@@ -85,11 +85,11 @@ gboolean hook_tune_kick(HookEnv *env, guint n_guests)
         return FALSE;
     }
     if (kill(pid, SIGUSR1) < 0) {
-        hook_log(HOOK_LOG_WARNING, "ksmctl tune (pid %d) runs but cannot be signalled: %s",
+        hook_log(HOOK_LOG_WARNING, "samepage tune (pid %d) runs but cannot be signalled: %s",
                  (int)pid, g_strerror(errno));
         return TRUE;
     }
-    hook_log(HOOK_LOG_INFO, "ksmctl tune (pid %d) told to converge again: %u mergeable "
+    hook_log(HOOK_LOG_INFO, "samepage tune (pid %d) told to converge again: %u mergeable "
              "guest(s)", (int)pid, n_guests);
     return TRUE;
 }
@@ -98,7 +98,7 @@ gboolean hook_tune_kick(HookEnv *env, guint n_guests)
  * ours or libvirtd's open, then exec. */
 G_NORETURN static void exec_tune(HookEnv *env)
 {
-    const char *ksmctl = env->cfg->ksmctl, *log_file = env->cfg->log_file;
+    const char *samepage = env->cfg->cli_path, *log_file = env->cfg->log_file;
     const char *sysfs = ksm_context_sysfs(env->ctx), *procfs = ksm_context_procfs(env->ctx);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     int out = log_file ? open(log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600) : -1;
@@ -111,31 +111,31 @@ G_NORETURN static void exec_tune(HookEnv *env)
     for (int fd = STDERR_FILENO + 1; fd < 1024; fd++) {
         close(fd);
     }
-    /* SIGUSR1 blocked until ksmctl tune has its handler (it unblocks it):
+    /* SIGUSR1 blocked until samepage tune has its handler (it unblocks it):
      * a guest starting right after this one must not end it. */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
     sigprocmask(SIG_BLOCK, &set, NULL);
-    /* The roots the hook was given (tests' fake trees) go to ksmctl too. */
+    /* The roots the hook was given (tests' fake trees) go to samepage too. */
     if (strcmp(sysfs, "/sys") != 0 || strcmp(procfs, "/proc") != 0) {
-        execl(ksmctl, "ksmctl", "tune", "--sysfs-root", sysfs, "--procfs-root", procfs,
+        execl(samepage, "samepage", "tune", "--sysfs-root", sysfs, "--procfs-root", procfs,
               (char *)NULL);
     } else {
-        execl(ksmctl, "ksmctl", "tune", (char *)NULL);
+        execl(samepage, "samepage", "tune", (char *)NULL);
     }
     _exit(127);
 }
 
 gboolean hook_tune_start(HookEnv *env, GError **error)
 {
-    const char *ksmctl = env->cfg->ksmctl;
+    const char *samepage = env->cfg->cli_path;
     int pipefd[2];
 
-    if (!g_file_test(ksmctl, G_FILE_TEST_IS_EXECUTABLE)) {
+    if (!g_file_test(samepage, G_FILE_TEST_IS_EXECUTABLE)) {
         g_set_error(error, HOOK_ERROR, 0, "scan=tune in %s, but %s is not an executable: "
-                    "set ksmctl= to where ksmctl is installed, or scan=manual",
-                    env->cfg->path, ksmctl);
+                    "set samepage= to where samepage is installed, or scan=manual",
+                    env->cfg->path, samepage);
         return FALSE;
     }
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
@@ -173,7 +173,7 @@ gboolean hook_tune_start(HookEnv *env, GError **error)
     while (waitpid(first, &status, 0) < 0 && errno == EINTR) {
     }
     if (got != sizeof(worker) || worker <= 0) {
-        g_set_error(error, HOOK_ERROR, 0, "could not start %s tune", ksmctl);
+        g_set_error(error, HOOK_ERROR, 0, "could not start %s tune", samepage);
         return FALSE;
     }
 
@@ -182,7 +182,7 @@ gboolean hook_tune_start(HookEnv *env, GError **error)
     guint64 start = 0;
     char state;
     if (!proc_stat(worker, &state, &start)) {
-        g_set_error(error, HOOK_ERROR, 0, "%s tune (pid %d) exited at once", ksmctl, worker);
+        g_set_error(error, HOOK_ERROR, 0, "%s tune (pid %d) exited at once", samepage, worker);
         return FALSE;
     }
     g_autofree char *path = tune_path(env);
@@ -191,7 +191,7 @@ gboolean hook_tune_start(HookEnv *env, GError **error)
         kill(worker, SIGTERM);
         return FALSE;
     }
-    hook_log(HOOK_LOG_INFO, "ksmctl tune started (pid %d): samepage's scan policy%s%s",
+    hook_log(HOOK_LOG_INFO, "samepage tune started (pid %d): samepage's scan policy%s%s",
              worker, env->cfg->log_file ? ", its decisions in " : "",
              env->cfg->log_file ? env->cfg->log_file : "");
     return TRUE;
@@ -208,7 +208,7 @@ void hook_tune_stop(HookEnv *env)
         return;
     }
     if (kill(pid, SIGTERM) < 0) {
-        hook_log(HOOK_LOG_WARNING, "cannot stop ksmctl tune (pid %d): %s", (int)pid,
+        hook_log(HOOK_LOG_WARNING, "cannot stop samepage tune (pid %d): %s", (int)pid,
                  g_strerror(errno));
         return;
     }
@@ -217,5 +217,5 @@ void hook_tune_stop(HookEnv *env)
         g_usleep(20 * 1000);
     }
     unlink(path);
-    hook_log(HOOK_LOG_INFO, "ksmctl tune (pid %d) stopped: no mergeable guest left", (int)pid);
+    hook_log(HOOK_LOG_INFO, "samepage tune (pid %d) stopped: no mergeable guest left", (int)pid);
 }

@@ -2,7 +2,7 @@
 
 The same guest booted on memory-backend-ksm and on memory-backend-ram
 (QEMU's own; with the default mem-merge=on it is mergeable too), with KSM
-off (run=0) and on (samepage's policy, ksmctl tune, running through the
+off (run=0) and on (samepage's policy, samepage tune, running through the
 boot): time from starting QEMU to SAMEPAGE-READY, and the in-guest fill
 workload (writing N MiB, from READY to FILLED; the guest's own timing of the
 writes as well).  Boots run one at a time, the four configurations
@@ -11,7 +11,7 @@ interleaved round by round; medians.
 import re
 import time
 
-from common import ENV, BenchError, fmt, ksm_set, ksmctl, load_note, log, median, spawn, stop, \
+from common import ENV, BenchError, fmt, ksm_set, samepage, load_note, log, median, spawn, stop, \
     table
 from guest import Guest
 
@@ -51,7 +51,7 @@ def run(opts):
                         tune = None
                     ksm_set('run=0')
                 elif tune is None:
-                    tune = spawn([ENV.ksmctl, 'tune', '--json'], 'ksmctl tune',
+                    tune = spawn([ENV.samepage, 'tune', '--json'], 'samepage tune',
                                  stdout=open('/dev/null', 'w'))
                     time.sleep(0.3)
                 loads.append(load_note())
@@ -86,7 +86,7 @@ def render(res):
                   'guest fill ms'], rows,
                  [f"{res['mem_mib']} MiB TCG guest writing {res['fill_mib']} MiB; "
                   f"{res['reps']} boots per configuration, interleaved; "
-                  f"KSM on = ksmctl tune running; loads seen: "
+                  f"KSM on = samepage tune running; loads seen: "
                   f"{min(res['loads'])} .. {max(res['loads'])}"])
     ratios = {}
     for ksm in ('off', 'on'):

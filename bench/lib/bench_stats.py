@@ -5,7 +5,7 @@ counts (pagemap + kpageflags through libksm) and without, in two states of
 the same RAM: written but not merged (QEMU backs guest RAM with transparent
 huge pages) and merged (4 KiB KSM pages, the state a KSM host is in).  The
 RAM is written through the qtest accelerator (no guest to boot).  Then
-`ksmctl stats --json` with 1, 4 and 8 QEMU processes running.
+`samepage stats --json` with 1, 4 and 8 QEMU processes running.
 
 The peer is the kernel itself: the same run times the two reads an exact
 answer cannot do without, from outside QEMU, on the same memory: the QEMU's
@@ -102,7 +102,7 @@ def one_size(gib, n, smoke):
     return rows
 
 
-def ksmctl_stats_times(counts, n):
+def cli_stats_times(counts, n):
     guests = []
     out = []
     try:
@@ -114,10 +114,10 @@ def ksmctl_stats_times(counts, n):
             ts = []
             for i in range(n):
                 t0 = time.perf_counter()
-                r = subprocess.run([ENV.ksmctl, 'stats', '--json'], capture_output=True, text=True)
+                r = subprocess.run([ENV.samepage, 'stats', '--json'], capture_output=True, text=True)
                 ts.append((time.perf_counter() - t0) * 1000)
                 if r.returncode != 0:
-                    raise BenchError(f'ksmctl stats --json: {r.stderr.strip()}')
+                    raise BenchError(f'samepage stats --json: {r.stderr.strip()}')
             seen = len(json.loads(r.stdout).get('processes', []))
             out.append({'qemus': count, 'seen': seen, 'ms': median(ts),
                         'p90': percentile(ts, 90), 'n': n})
@@ -133,9 +133,9 @@ def run(opts):
     for gib in opts.stats_gib:
         log(f'stats: query-ksm-stats with {gib:g} GiB of guest RAM')
         sizes += one_size(gib, n, opts.smoke)
-    log('stats: ksmctl stats --json with 1, 4, 8 QEMU processes')
-    cli = ksmctl_stats_times([1, 4, 8], 5 if opts.smoke else 15)
-    res = {'query': sizes, 'ksmctl': cli, 'load': load, 'load_after': load_note()}
+    log('stats: samepage stats --json with 1, 4, 8 QEMU processes')
+    cli = cli_stats_times([1, 4, 8], 5 if opts.smoke else 15)
+    res = {'query': sizes, 'samepage': cli, 'load': load, 'load_after': load_note()}
     return res, render(res)
 
 
@@ -174,14 +174,14 @@ def render(res):
              f"{worst:.2f} ms/GiB: {'met' if ok else 'MISSED'}\n")
     res['target'] = {'worst_ms_per_gib': worst, 'met': ok}
     rows = [[str(r['qemus']), str(r['seen']), f"{r['ms']:.1f}", f"{r['p90']:.1f}"]
-            for r in res['ksmctl']]
-    base = res['ksmctl'][0]['ms'] if res['ksmctl'] else None
-    text += '\n' + table('Stats cost: ksmctl stats --json (a whole process: exec, read, print)',
+            for r in res['samepage']]
+    base = res['samepage'][0]['ms'] if res['samepage'] else None
+    text += '\n' + table('Stats cost: samepage stats --json (a whole process: exec, read, print)',
                          ['QEMUs started', 'QEMU processes seen', 'median ms', 'p90 ms'], rows,
-                         [f"8 vs 1 QEMU: {res['ksmctl'][-1]['ms'] / base:.2f}x" if base else ''])
+                         [f"8 vs 1 QEMU: {res['samepage'][-1]['ms'] / base:.2f}x" if base else ''])
     return text
 
 
 def has_numbers(res):
     return bool(res.get('query')) and all(r['exact_ms'] > 0 for r in res['query']) and \
-        len(res.get('ksmctl', [])) == 3
+        len(res.get('samepage', [])) == 3

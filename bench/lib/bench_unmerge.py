@@ -2,7 +2,7 @@
 
 For merged guests: the QMP ksm-unmerge job (MADV_UNMERGEABLE in the guest's
 own QEMU, in chunks off the main loop) against a global run=2 of the same
-amount (ksmctl unmerge --all --force: the kernel's unmerge of everything)
+amount (samepage unmerge --all --force: the kernel's unmerge of everything)
 and against the kernel selftest's own figure (ksm_tests -D: MADV_UNMERGEABLE
 of an area of identical pages, built from Debian's linux-source).  QMP
 round trips (query-status on a second monitor) during the job and idle.
@@ -22,7 +22,7 @@ import tempfile
 import time
 
 from common import ENV, MiB, PAGE, BenchError, fmt, ksm_clean, ksm_set, ksm_stats, ksm_value, \
-    ksmctl, load_note, log, median, percentile, table
+    samepage, load_note, log, median, percentile, table
 from guest import Guest, start_all, stop_all_guests
 from qmp import LatencyProbe
 
@@ -103,7 +103,7 @@ def run_job(g):
 
 
 def run_global(g):
-    """ksmctl unmerge --all --force (safe run=2), timed; QMP latency on g."""
+    """samepage unmerge --all --force (safe run=2), timed; QMP latency on g."""
     s = ksm_stats()
     amount = (ksm_value(s, 'pages_shared') or 0) + (ksm_value(s, 'pages_sharing') or 0)
     guest_before = g.backend_stats(exact=True)['merged-pages']
@@ -178,12 +178,12 @@ def ksm_tests_binary():
 def run_ksm_tests(mib, timeout=240):
     """ksm_tests -D -s MIB: its "Average speed" of MADV_UNMERGEABLE.  It writes
     the KSM knobs itself (it is the peer): the knobs are saved and restored
-    around it through ksmctl, and it runs under the samepage host lock, as
+    around it through samepage, and it runs under the samepage host lock, as
     scripts/kernel-selftests does."""
     binary, src = ksm_tests_binary()
     fd, saved = tempfile.mkstemp(prefix='samepage-bench-kst-knobs-')
     os.close(fd)
-    ksmctl('save', '--file', saved)
+    samepage('save', '--file', saved)
     os.makedirs(os.path.dirname(LOCK), exist_ok=True)
     try:
         t0 = time.monotonic()
@@ -192,7 +192,7 @@ def run_ksm_tests(mib, timeout=240):
                            capture_output=True, text=True)
         wall = time.monotonic() - t0
     finally:
-        ksmctl('restore', '--file', saved, check=False)
+        samepage('restore', '--file', saved, check=False)
         os.unlink(saved)
     m = re.search(r'Average speed:\s+([\d.]+) MiB/s', r.stdout)
     t = re.search(r'Total time:\s+([\d.]+) s', r.stdout)
@@ -273,7 +273,7 @@ def render(res):
                      str(j['latency']['n'])])
     g = res.get('global')
     if g:
-        rows.append(['global run=2 (ksmctl unmerge --all)', f"{g['pages'] * PAGE / MiB:.0f}",
+        rows.append(['global run=2 (samepage unmerge --all)', f"{g['pages'] * PAGE / MiB:.0f}",
                      f"{g['kernel_seconds']:.2f}", f"{g['mib_s']:.0f}", lat(g['latency']),
                      str(g['latency']['n'])])
     st = res.get('selftest', {})

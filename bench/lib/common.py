@@ -1,7 +1,7 @@
-"""What every benchmark shares: paths, ksmctl, the KSM knobs guard, the
+"""What every benchmark shares: paths, samepage, the KSM knobs guard, the
 processes we started (stopped by PID, never by name), load notes, tables.
 
-KSM is only ever read or written through ksmctl or the C helpers linked with
+KSM is only ever read or written through samepage or the C helpers linked with
 libksm (build/bench/ksm-sample): nothing here opens /sys/kernel/mm/ksm or a
 /proc/PID/ksm_* file.
 """
@@ -28,7 +28,7 @@ class BenchError(Exception):
 class Env:
     """Paths of what the benchmarks run, filled by setup()."""
     build = None
-    ksmctl = None
+    samepage = None
     census_speed = None
     ksm_sample = None
     qemu = None
@@ -123,21 +123,21 @@ def stop_all():
             log(f'could not stop pid {p.pid}: {e}')
 
 
-# ---- ksmctl -----------------------------------------------------------------
+# ---- samepage -----------------------------------------------------------------
 
-def ksmctl(*args, check=True, timeout=120):
-    r = subprocess.run([ENV.ksmctl, *args], capture_output=True, text=True, timeout=timeout)
+def samepage(*args, check=True, timeout=120):
+    r = subprocess.run([ENV.samepage, *args], capture_output=True, text=True, timeout=timeout)
     if check and r.returncode != 0:
-        raise BenchError(f'ksmctl {" ".join(args)} exited {r.returncode}: {r.stderr.strip()}')
+        raise BenchError(f'samepage {" ".join(args)} exited {r.returncode}: {r.stderr.strip()}')
     return r
 
 
 def ksm_set(*assignments, check=True):
-    return ksmctl('set', *assignments, check=check)
+    return samepage('set', *assignments, check=check)
 
 
 def ksm_stats():
-    return json.loads(ksmctl('stats', '--json').stdout)
+    return json.loads(samepage('stats', '--json').stdout)
 
 
 def ksm_value(stats, name):
@@ -148,11 +148,11 @@ def ksm_value(stats, name):
 
 
 def ksm_clean():
-    """A clean KSM state: every KSM page broken by a safe run=2 (ksmctl
+    """A clean KSM state: every KSM page broken by a safe run=2 (samepage
     unmerge --all: host lock, disposable writer, deadline), ksmd stopped with
-    run=2.  Returns ksmctl's outcome (dict: duration_ms, counters before and
+    run=2.  Returns samepage's outcome (dict: duration_ms, counters before and
     after, ...)."""
-    r = ksmctl('unmerge', '--all', '--force', '--json', '--lock-timeout', '60', check=False,
+    r = samepage('unmerge', '--all', '--force', '--json', '--lock-timeout', '60', check=False,
                timeout=900)
     out = None
     for line in r.stdout.splitlines():
@@ -161,14 +161,14 @@ def ksm_clean():
         except ValueError:
             pass
     if r.returncode != 0:
-        raise BenchError(f'ksmctl unmerge --all --force failed: {r.stderr.strip() or r.stdout}')
+        raise BenchError(f'samepage unmerge --all --force failed: {r.stderr.strip() or r.stdout}')
     return out
 
 
 def settle_exited():
-    """tests/pylib's settle_exited with this run's ksmctl: let a running ksmd
+    """tests/pylib's settle_exited with this run's samepage: let a running ksmd
     drop the stopped guests' KSM metadata before run=0 may come back."""
-    os.environ.setdefault('SAMEPAGE_KSMCTL', ENV.ksmctl or '')
+    os.environ.setdefault('SAMEPAGE_CLI', ENV.samepage or '')
     pylib = os.path.join(ROOT, 'tests', 'pylib')
     if pylib not in sys.path:
         sys.path.insert(0, pylib)
@@ -177,13 +177,13 @@ def settle_exited():
 
 
 class KnobGuard:
-    """Saves every KSM knob (ksmctl save) and restores it on exit, on failure,
-    on SIGINT/SIGTERM.  The saved file survives a crash for `ksmctl restore`."""
+    """Saves every KSM knob (samepage save) and restores it on exit, on failure,
+    on SIGINT/SIGTERM.  The saved file survives a crash for `samepage restore`."""
 
     def __init__(self):
         fd, self.path = tempfile.mkstemp(prefix='samepage-bench-knobs-')
         os.close(fd)
-        ksmctl('save', '--file', self.path)
+        samepage('save', '--file', self.path)
         self.restored = False
         log(f'saved the KSM knobs in {self.path}')
 
@@ -191,14 +191,14 @@ class KnobGuard:
         if self.restored:
             return
         settle_exited()
-        r = ksmctl('restore', '--file', self.path, check=False)
+        r = samepage('restore', '--file', self.path, check=False)
         if r.returncode == 0:
             self.restored = True
             os.unlink(self.path)
             log('restored the KSM knobs')
         else:
             log(f'WARNING: could not restore the KSM knobs ({r.stderr.strip()}); '
-                f'run: ksmctl restore --file {self.path}')
+                f'run: samepage restore --file {self.path}')
 
 
 def install_signal_handlers():

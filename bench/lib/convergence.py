@@ -1,9 +1,9 @@
 """Benchmark 1: merge convergence.
 
 N guests filled with the same seed plus one with its own, on
-memory-backend-ksm.  The census (ksmctl estimate --mergeable-only) says how
+memory-backend-ksm.  The census (samepage estimate --mergeable-only) says how
 much merging could save: the bound.  Then, for each policy, from a clean
-state (safe run=2 through ksmctl unmerge --all): time to 50/90/95% of the
+state (safe run=2 through samepage unmerge --all): time to 50/90/95% of the
 bound and ksmd CPU seconds spent to get there, and ksmd's CPU share in the
 seconds after 95% (what the policy costs once there is little left to do).
 
@@ -24,7 +24,7 @@ import os
 import subprocess
 import time
 
-from common import ENV, MiB, PAGE, BenchError, fmt, ksm_clean, ksmctl, load_note, log, table
+from common import ENV, MiB, PAGE, BenchError, fmt, ksm_clean, samepage, load_note, log, table
 from guest import Guest, start_all, stop_all_guests
 from policies import Advisor, KernelDefaults, Ksmtuned, Samepage
 from sampler import Sampler, crossing, value_at
@@ -36,7 +36,7 @@ def census_bound(guests):
     args = ['estimate', '--json', '--mergeable-only']
     for g in guests:
         args += ['--pid', str(g.pid)]
-    r = ksmctl(*args, timeout=600)
+    r = samepage(*args, timeout=600)
     return json.loads(r.stdout)
 
 

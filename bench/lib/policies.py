@@ -2,7 +2,7 @@
 
 Each starts from a clean state (every KSM page broken by a safe run=2, ksmd
 stopped), sets KSM going its own way, and is stopped by the benchmark.
-Knobs are written only through ksmctl; ksmtuned, the peer being measured,
+Knobs are written only through samepage; ksmtuned, the peer being measured,
 writes them itself (that is what it is).
 """
 import os
@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import time
 
-from common import ENV, BenchError, ksm_set, ksmctl, log, pid_alive, register_pid, spawn, \
+from common import ENV, BenchError, ksm_set, samepage, log, pid_alive, register_pid, spawn, \
     stop, stop_pid
 
 # The advisor's own defaults (mm/ksm.c), written back before each advisor
@@ -214,27 +214,27 @@ class Advisor(Policy):
 
 
 class Samepage(Policy):
-    """samepage's policy: `ksmctl tune` (libksm ksm-tune), what the libvirt hook
-    runs.  See ksmctl tune --help and kernel/include/ksm/ksm-tune.h."""
+    """samepage's policy: `samepage tune` (libksm ksm-tune), what the libvirt hook
+    runs.  See samepage tune --help and kernel/include/ksm/ksm-tune.h."""
     name = 'samepage'
-    label = 'samepage (ksmctl tune)'
+    label = 'samepage (samepage tune)'
 
     def __init__(self, args=()):
         self.args = list(args)
         self.proc = None
-        self.settings = 'ksmctl tune ' + ' '.join(self.args)
+        self.settings = 'samepage tune ' + ' '.join(self.args)
         self.log_path = None
 
     def start(self, run):
         ksm_set('advisor_mode=none')
         fd, self.log_path = tempfile.mkstemp(prefix='samepage-bench-tune-', suffix='.log')
-        self.proc = spawn([ENV.ksmctl, 'tune', *self.args], 'ksmctl tune',
+        self.proc = spawn([ENV.samepage, 'tune', *self.args], 'samepage tune',
                           stdout=fd, stderr=subprocess.STDOUT)
         os.close(fd)
         time.sleep(0.2)
         if self.proc.poll() is not None:
             with open(self.log_path) as f:
-                raise BenchError(f'ksmctl tune exited {self.proc.returncode}: {f.read().strip()}')
+                raise BenchError(f'samepage tune exited {self.proc.returncode}: {f.read().strip()}')
 
     def stop(self):
         if self.proc:
@@ -247,7 +247,7 @@ class Samepage(Policy):
         if since_start < 2:
             return None
         if s.get('advisor_mode') not in (None, 0) or s.get('sleep_millisecs') != 20:
-            return (f"knobs not ksmctl tune's: sleep_millisecs={s.get('sleep_millisecs')} "
+            return (f"knobs not samepage tune's: sleep_millisecs={s.get('sleep_millisecs')} "
                     f"advisor_mode={s.get('advisor_mode')}")
         return None
 

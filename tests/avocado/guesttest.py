@@ -7,7 +7,7 @@ serial console), so taprunner.py, pytest or avocado can run the tests.
     SAMEPAGE_ACCEL          tcg (default) or kvm (used only if /dev/kvm
                             really boots the guest; else TCG, with a note)
 
-Every test saves all KSM knobs first and restores them last (ksmctl), shuts
+Every test saves all KSM knobs first and restores them last (samepage), shuts
 down every QEMU it started in tearDown, and removes the cgroups it made.
 SIGTERM (meson's timeout) puts the knobs back at once and stops the run.
 
@@ -56,7 +56,7 @@ class Terminated(Exception):
 
 
 _terminated = []
-_saved_knobs = {}        # the running test's `ksmctl save` file
+_saved_knobs = {}        # the running test's `samepage save` file
 
 
 def _on_sigterm(signum, frame):
@@ -66,7 +66,7 @@ def _on_sigterm(signum, frame):
         return                  # once is enough: let the cleanup run
     _terminated.append(signum)
     if _saved_knobs.get('file'):
-        sp.ksmctl('restore', '--file', _saved_knobs['file'], check=False, timeout=5)
+        sp.samepage('restore', '--file', _saved_knobs['file'], check=False, timeout=5)
     raise Terminated(f'signal {signum}: stopping')
 
 
@@ -204,7 +204,7 @@ class GuestTest(unittest.TestCase):
                 return first
             sp.note(f'{g.short}: figures moved while frozen ({first} -> {again}); knobs now '
                     f'{knob_summary()}: again')
-            sp.ksmctl('set', 'run=0')
+            sp.samepage('set', 'run=0')
         self.fail(f'{g.short}: the figures never held still (is another KSM user running?)')
 
     def assert_alive(self, g):

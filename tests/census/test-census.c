@@ -609,20 +609,20 @@ static void test_ksm_merged(void)
 }
 
 /*
- * `ksmctl estimate --pid A --pid B --json` (the built ksmctl, from the
- * KSMCTL environment variable meson sets): the whole processes, so the
+ * `samepage estimate --pid A --pid B --json` (the built samepage, from the
+ * SAMEPAGE_CLI environment variable meson sets): the whole processes, so the
  * figures are at least those of their regions.
  */
-static void test_ksmctl_json(Abc *f, gconstpointer data)
+static void test_cli_json(Abc *f, gconstpointer data)
 {
-    const char *ksmctl = g_getenv("KSMCTL");
-    if (!ksmctl) {
-        g_test_skip("KSMCTL is not set (meson sets it to the built ksmctl)");
+    const char *samepage = g_getenv("SAMEPAGE_CLI");
+    if (!samepage) {
+        g_test_skip("SAMEPAGE_CLI is not set (meson sets it to the built samepage)");
         return;
     }
     g_autofree char *pid_a = g_strdup_printf("%d", (int)f->a.pid);
     g_autofree char *pid_b = g_strdup_printf("%d", (int)f->b.pid);
-    const char *argv[] = { ksmctl, "estimate", "--pid", pid_a, "--pid", pid_b, "--json", NULL };
+    const char *argv[] = { samepage, "estimate", "--pid", pid_a, "--pid", pid_b, "--json", NULL };
     g_autofree char *out = NULL, *err = NULL;
     g_autoptr(GError) error = NULL;
     int status;
@@ -646,7 +646,7 @@ static void test_ksmctl_json(Abc *f, gconstpointer data)
     g_assert_cmpuint(json_array_get_length(procs), ==, 2);
 
     /* No process named: a usage error, exit 2. */
-    const char *bare[] = { ksmctl, "estimate", NULL };
+    const char *bare[] = { samepage, "estimate", NULL };
     g_clear_pointer(&out, g_free);
     g_clear_pointer(&err, g_free);
     g_assert_true(g_spawn_sync(NULL, (char **)bare, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err,
@@ -822,7 +822,7 @@ int main(int argc, char **argv)
     g_test_add_func("/census/process/gone-process", test_gone_process);
     g_test_add_func("/census/process/mergeable-only", test_mergeable_only);
     g_test_add_func("/census/process/ksm-merged", test_ksm_merged);
-    g_test_add("/census/process/ksmctl-json", Abc, NULL, abc_setup, test_ksmctl_json,
+    g_test_add("/census/process/samepage-json", Abc, NULL, abc_setup, test_cli_json,
                abc_teardown);
 
     return g_test_run();

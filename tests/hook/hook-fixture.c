@@ -62,7 +62,7 @@ static void remove_tree(const char *path)
     g_rmdir(path);
 }
 
-/* A `ksmctl tune` the hook started (scan=tune) and no stop ended. */
+/* A `samepage tune` the hook started (scan=tune) and no stop ended. */
 static void stop_tune(HookFixture *fx)
 {
     g_autofree char *path = g_build_filename(fx->state_dir, "tune.pid", NULL);
@@ -92,7 +92,7 @@ void hook_fixture_teardown(HookFixture *fx, gconstpointer data)
 void hook_fixture_config(HookFixture *fx, const char *lines)
 {
     /* scan=manual unless the test says: scan=tune (the default) would start
-     * a ksmctl process for every test. */
+     * a samepage process for every test. */
     gboolean says_scan = g_str_has_prefix(lines, "scan=") || strstr(lines, "\nscan=");
     g_autofree char *text = g_strdup_printf("[ksm]\nlog_file=%s\nlog_level=debug\n%s%s\n",
                                             fx->log, says_scan ? "" : "scan=manual\n", lines);

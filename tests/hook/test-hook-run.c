@@ -114,8 +114,8 @@ static void test_advisor_scan(HookFixture *fx, gconstpointer data)
     hook_run_clear(&run);
 }
 
-/* The pid the hook recorded for its ksmctl tune, if that process runs
- * `ksmctl tune`; 0 otherwise. */
+/* The pid the hook recorded for its samepage tune, if that process runs
+ * `samepage tune`; 0 otherwise. */
 static int tune_pid(HookFixture *fx)
 {
     g_autofree char *path = g_build_filename(fx->state_dir, "tune.pid", NULL);
@@ -130,12 +130,12 @@ static int tune_pid(HookFixture *fx)
     if (!g_file_get_contents(cmdline_path, &cmdline, &len, NULL) || len == 0) {
         return 0;
     }
-    /* argv[0] "ksmctl", argv[1] "tune" */
+    /* argv[0] "samepage", argv[1] "tune" */
     return strcmp(cmdline + strlen(cmdline) + 1, "tune") == 0 ? pid : 0;
 }
 
 /* tune_pid, given a moment: the hook records the pid at the fork, the
- * command line becomes ksmctl's at the exec. */
+ * command line becomes samepage's at the exec. */
 static int wait_tune_pid(HookFixture *fx)
 {
     for (int i = 0; i < 200; i++) {
@@ -151,7 +151,7 @@ static int wait_tune_pid(HookFixture *fx)
 static void test_tune_scan(HookFixture *fx, gconstpointer data)
 {
     HookRun run = { 0 };
-    g_autofree char *lines = g_strdup_printf("scan=tune\nksmctl=%s\n", g_getenv("KSMCTL"));
+    g_autofree char *lines = g_strdup_printf("scan=tune\nsamepage=%s\n", g_getenv("SAMEPAGE_CLI"));
     g_autofree char *xml2 = domain_xml("web-2", U_PLAIN, "merge=\"yes\" group=\"tenant-a\"",
                                        FALSE);
 
@@ -160,7 +160,7 @@ static void test_tune_scan(HookFixture *fx, gconstpointer data)
     g_assert_cmpint(run.status, ==, 0);
     g_assert_cmpint(run.elapsed_ms, <, QUICK_MS);
     assert_contains(run.err, "ksmd started for 1 mergeable guest(s)");
-    assert_contains(run.err, "ksmctl tune started (pid ");
+    assert_contains(run.err, "samepage tune started (pid ");
     int pid = wait_tune_pid(fx);
     g_assert_cmpint(pid, >, 1);
     /* Detached: its own session, not the hook's child. */
@@ -188,16 +188,16 @@ static void test_tune_scan(HookFixture *fx, gconstpointer data)
     g_assert_false(g_file_test(pidfile, G_FILE_TEST_EXISTS));
 }
 
-static void test_tune_without_ksmctl(HookFixture *fx, gconstpointer data)
+static void test_tune_without_cli(HookFixture *fx, gconstpointer data)
 {
     HookRun run = { 0 };
 
-    /* No ksmctl where the config says: the guest starts, ksmd scans at the
+    /* No samepage where the config says: the guest starts, ksmd scans at the
      * manual rate, and the log says what to fix. */
-    hook_fixture_config(fx, "scan=tune\nksmctl=/nonexistent/ksmctl\npages_to_scan=777\n");
+    hook_fixture_config(fx, "scan=tune\nsamepage=/nonexistent/samepage\npages_to_scan=777\n");
     hook_run(fx, "web-1", "prepare", "merge-yes.xml", &run);
     g_assert_cmpint(run.status, ==, 0);
-    assert_contains(run.err, "/nonexistent/ksmctl is not an executable");
+    assert_contains(run.err, "/nonexistent/samepage is not an executable");
     assert_contains(run.err, "scanning at pages_to_scan=777");
     g_autofree char *pts = hook_fixture_ksm_get(fx, "pages_to_scan");
     g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
@@ -384,7 +384,7 @@ static void test_lock_busy(HookFixture *fx, gconstpointer data)
     hook_run_clear(&run);
     hook_fixture_ksm_set(fx, "pages_sharing", "10");
 
-    /* Someone (an unmerge, ksmctl set) holds the host lock. */
+    /* Someone (an unmerge, samepage set) holds the host lock. */
     int fd = open(fx->lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     g_assert_cmpint(fd, >=, 0);
     g_assert_cmpint(flock(fd, LOCK_EX), ==, 0);
@@ -662,7 +662,7 @@ int main(int argc, char **argv)
     HOOK_TEST("/hook/run/first-guest-starts-ksmd", test_first_guest_starts_ksmd);
     HOOK_TEST("/hook/run/advisor-scan", test_advisor_scan);
     HOOK_TEST("/hook/run/tune-scan", test_tune_scan);
-    HOOK_TEST("/hook/run/tune-without-ksmctl", test_tune_without_ksmctl);
+    HOOK_TEST("/hook/run/tune-without-samepage", test_tune_without_cli);
     HOOK_TEST("/hook/run/not-mergeable", test_not_mergeable);
     HOOK_TEST("/hook/run/one-stops-no-unmerge", test_one_stops_no_unmerge);
     HOOK_TEST("/hook/run/last-stops-unmerges", test_last_stops_unmerges);

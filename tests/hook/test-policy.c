@@ -240,7 +240,7 @@ static void test_config(void)
     g_assert_cmpint(cfg.pages_to_scan, ==, 1000);
     g_assert_cmpint(cfg.scan_mode, ==, HOOK_SCAN_TUNE);
     g_assert_cmpint(cfg.smart_scan, ==, 0);
-    g_assert_true(g_path_is_absolute(cfg.ksmctl));
+    g_assert_true(g_path_is_absolute(cfg.cli_path));
     g_assert_cmpint(cfg.lock_timeout_ms, ==, 5000);
     g_assert_null(cfg.log_file);
     hook_config_clear(&cfg);
@@ -249,7 +249,7 @@ static void test_config(void)
     g_autofree char *good = write_config(
         "[ksm]\npolicy=permissive\nscan=advisor\nadvisor_max_cpu=30\nreserve_mib=1024\n"
         "unmerge_deadline_s=60\nlock_timeout_s=2\nlog_level=debug\nlog_file=/tmp/x.log\n"
-        "smart_scan=keep\nksmctl=/opt/samepage/bin/ksmctl\n");
+        "smart_scan=keep\nsamepage=/opt/samepage/bin/samepage\n");
     hook_config_init(&cfg);
     g_assert_true(hook_config_load(&cfg, good, &error));
     g_assert_cmpint(cfg.policy, ==, HOOK_POLICY_PERMISSIVE);
@@ -261,7 +261,7 @@ static void test_config(void)
     g_assert_cmpint(cfg.log_level, ==, HOOK_LOG_DEBUG);
     g_assert_cmpstr(cfg.log_file, ==, "/tmp/x.log");
     g_assert_cmpint(cfg.smart_scan, ==, -1);
-    g_assert_cmpstr(cfg.ksmctl, ==, "/opt/samepage/bin/ksmctl");
+    g_assert_cmpstr(cfg.cli_path, ==, "/opt/samepage/bin/samepage");
     hook_config_clear(&cfg);
     remove_config(good);
 
@@ -271,7 +271,7 @@ static void test_config(void)
         { "[ksm]\npolicy=lenient\n", "policy=lenient" },
         { "[ksm]\nscan=fast\n", "tune, manual or advisor" },
         { "[ksm]\nsmart_scan=auto\n", "smart_scan=auto is not valid: off, on or keep" },
-        { "[ksm]\nksmctl=bin/ksmctl\n", "ksmctl=bin/ksmctl is not valid: an absolute path" },
+        { "[ksm]\nsamepage=bin/samepage\n", "samepage=bin/samepage is not valid: an absolute path" },
         { "[ksm]\npages_to_scan=-5\n", "pages_to_scan=-5" },
         { "[ksm]\nreserve_mib=lots\n", "reserve_mib=lots" },
         { "[ksm]\nlock_timeout_s=600\n", "lock_timeout_s=600" },

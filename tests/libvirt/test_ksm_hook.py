@@ -43,13 +43,13 @@ ROOT = samepage.ROOT
 BUILD = samepage.BUILD
 HOOK_BIN = os.path.join(BUILD, 'libvirt-hooks', 'samepage-ksm')
 INSTALLER = os.path.join(ROOT, 'libvirt-hooks', 'install')
-INSTALLED_KSMCTL = '/usr/local/bin/ksmctl'
+INSTALLED_SAMEPAGE_CLI = '/usr/local/bin/samepage'
 HOOK_PATH = '/etc/libvirt/hooks/qemu.d/samepage-ksm'
 CONF_PATH = '/etc/samepage/ksm.conf'
 STATE_DIR = '/run/samepage/hook'
 LOCK_PATH = '/run/samepage/ksm.lock'
 OUTCOME = os.path.join(STATE_DIR, 'last-unmerge.json')
-TUNE_PIDFILE = os.path.join(STATE_DIR, 'tune.pid')   # scan=tune: the hook's ksmctl tune
+TUNE_PIDFILE = os.path.join(STATE_DIR, 'tune.pid')   # scan=tune: the hook's samepage tune
 URI = 'qemu:///system'
 PREFIX = 'samepage-hooktest-'
 NS = 'https://samepage.invalid/xmlns/ksm/1'
@@ -150,7 +150,7 @@ def prerequisites():
     for prog in ('libvirtd', 'virtlogd', 'virsh'):
         if not shutil.which(prog) and not os.path.exists(f'/usr/sbin/{prog}'):
             return f'{prog} is not installed (scripts/setup)'
-    for path in (HOOK_BIN, samepage.ksmctl_path()):
+    for path in (HOOK_BIN, samepage.cli_path()):
         if not os.access(path, os.X_OK):
             return f'{path} is not built (ninja -C build)'
     qemu = samepage.find_qemu('7.2')
@@ -202,9 +202,9 @@ class LibvirtHost:
                 st.callback(remove_if_ours, d)
         self._backup(CONF_PATH)
         self._backup(HOOK_PATH)
-        # The installer puts ksmctl where the default config's scan=tune
+        # The installer puts samepage where the default config's scan=tune
         # expects it, if nothing is there.
-        self._backup(INSTALLED_KSMCTL)
+        self._backup(INSTALLED_SAMEPAGE_CLI)
         run([INSTALLER, HOOK_BIN])
         self.write_config()
         self._start_syslogd()
@@ -238,8 +238,8 @@ class LibvirtHost:
     def write_config(self, **extra):
         conf = {
             # scan=tune (the default): the hook runs samepage's policy, this
-            # build's ksmctl tune; pages_to_scan is the rate until it starts.
-            'policy': 'strict', 'scan': 'tune', 'ksmctl': os.path.abspath(samepage.ksmctl_path()),
+            # build's samepage tune; pages_to_scan is the rate until it starts.
+            'policy': 'strict', 'scan': 'tune', 'samepage': os.path.abspath(samepage.cli_path()),
             'pages_to_scan': 4000,
             'sleep_millisecs': 10, 'reserve_mib': 256, 'unmerge_deadline_s': 120,
             'lock_timeout_s': LOCK_TIMEOUT_S, 'log_level': 'debug', 'log_file': self.hook_log,
@@ -470,8 +470,8 @@ class Guest:
 
 
 def tune_pid():
-    """The hook's ksmctl tune (pid from its tune.pid, if that process runs
-    `ksmctl tune`), else 0."""
+    """The hook's samepage tune (pid from its tune.pid, if that process runs
+    `samepage tune`), else 0."""
     try:
         pid = int(read_text(TUNE_PIDFILE).split()[0])
         with open(f'/proc/{pid}/cmdline', 'rb') as f:
@@ -482,15 +482,15 @@ def tune_pid():
 
 
 def stop_leftover_tune():
-    """A ksmctl tune the hook started and no last stop ended (a failed test)."""
+    """A samepage tune the hook started and no last stop ended (a failed test)."""
     pid = tune_pid()
     if pid:
-        log(f'stopping a leftover ksmctl tune (pid {pid})')
+        log(f'stopping a leftover samepage tune (pid {pid})')
         stop_pid(pid)
 
 
 def merging_pages(pid):
-    """ksm_merging_pages of one process, as ksmctl stats reports it (-1: unknown)."""
+    """ksm_merging_pages of one process, as samepage stats reports it (-1: unknown)."""
     for p in samepage.host_stats().get('processes', []):
         if p.get('pid') == pid:
             return p.get('ksm_stat', {}).get('ksm_merging_pages', -1)
@@ -603,9 +603,9 @@ class HookTest(unittest.TestCase):
         self.assertIn(b.uuid, states)
         # samepage's policy runs while they do: started once, told of b.
         tune = tune_pid()
-        self.assertGreater(tune, 0, 'no ksmctl tune running for the guests')
-        self.assertIn(f'ksmctl tune started (pid {tune})', self.new_log())
-        self.assertIn(f'ksmctl tune (pid {tune}) told to converge again', self.new_log())
+        self.assertGreater(tune, 0, 'no samepage tune running for the guests')
+        self.assertIn(f'samepage tune started (pid {tune})', self.new_log())
+        self.assertIn(f'samepage tune (pid {tune}) told to converge again', self.new_log())
         self.assertEqual(states[a.uuid]['phase'], 'started')
         self.assertEqual(int(states[b.uuid]['qemu_pid']), b.qemu_pid())
 
@@ -623,9 +623,9 @@ class HookTest(unittest.TestCase):
         self.assertEqual(out['after']['pages_sharing'], 0)
         text = self.new_log()
         self.assertIn('last mergeable guest gone', text)
-        self.assertIn(f'ksmctl tune (pid {tune}) stopped', text)
+        self.assertIn(f'samepage tune (pid {tune}) stopped', text)
         self.assertFalse(os.path.exists(f'/proc/{tune}/cmdline') and tune_pid() == tune,
-                         'ksmctl tune still runs')
+                         'samepage tune still runs')
         self.assertIn('unmerge done', text)
         self.assertIn('"event":"ksm-unmerge"', text)
         if HOST.syslogd:
@@ -765,7 +765,7 @@ class HookTest(unittest.TestCase):
         out = HOST.wait_outcome()
         self.assertEqual(out['result'], 'done', out)
 
-    def test_7_ksmctl_unmerge_domain(self):
+    def test_7_cli_unmerge_domain(self):
         a, b = self.start_merging_pair()
         cmds = virsh('qemu-monitor-command', a.name, '{"execute":"query-commands"}').stdout
         if '"ksm-unmerge"' not in cmds:
@@ -776,7 +776,7 @@ class HookTest(unittest.TestCase):
         self.assertIsNotNone(ram, "the guest's RAM mapping")
         before = samepage.independent_range_count(pid, *ram)
         self.assertGreater(before['ksm'], 0, before)
-        r = samepage.ksmctl('unmerge', '--domain', a.name, '--json', check=False, timeout=300)
+        r = samepage.samepage('unmerge', '--domain', a.name, '--json', check=False, timeout=300)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         out = json.loads(r.stdout)
         self.assertEqual(out['result'], 'done', out)

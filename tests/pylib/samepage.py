@@ -1,6 +1,6 @@
 """Shared helpers for samepage's Python test suites (QEMU-level, guests, libvirt).
 
-KSM itself is only ever touched through ksmctl (libksm): these helpers read
+KSM itself is only ever touched through samepage (libksm): these helpers read
 and set knobs with it, and save/restore them around every test.  The
 exceptions are independent_range_count(), fill_census() and
 smaps_mergeable(), which read pagemap/kpageflags, /proc/PID/mem and smaps
@@ -31,21 +31,21 @@ QEMU_VERSIONS = ('7.2', '10.0')
 PAGE = os.sysconf('SC_PAGE_SIZE')
 
 
-def ksmctl_path():
-    return os.environ.get('SAMEPAGE_KSMCTL', os.path.join(BUILD, 'ksmctl', 'ksmctl'))
+def cli_path():
+    return os.environ.get('SAMEPAGE_CLI', os.path.join(BUILD, 'cli', 'samepage'))
 
 
-def ksmctl(*args, check=True, timeout=60):
-    """Run ksmctl; returns CompletedProcess (text)."""
-    r = subprocess.run([ksmctl_path(), *args], capture_output=True, text=True, timeout=timeout)
+def samepage(*args, check=True, timeout=60):
+    """Run samepage; returns CompletedProcess (text)."""
+    r = subprocess.run([cli_path(), *args], capture_output=True, text=True, timeout=timeout)
     if check and r.returncode != 0:
-        raise AssertionError(f'ksmctl {" ".join(args)} exited {r.returncode}: {r.stderr.strip()}')
+        raise AssertionError(f'samepage {" ".join(args)} exited {r.returncode}: {r.stderr.strip()}')
     return r
 
 
 def host_stats():
-    """The host's KSM knobs and counters, as `ksmctl stats --json` reports them."""
-    return json.loads(ksmctl('stats', '--json').stdout)
+    """The host's KSM knobs and counters, as `samepage stats --json` reports them."""
+    return json.loads(samepage('stats', '--json').stdout)
 
 
 def host_value(name):
@@ -53,7 +53,7 @@ def host_value(name):
     for section in ('counters', 'knobs', 'unknown'):
         if name in stats.get(section, {}):
             return stats[section][name]
-    raise KeyError(f'ksmctl stats --json has no {name}')
+    raise KeyError(f'samepage stats --json has no {name}')
 
 
 def _script_paths(script, *args):
@@ -107,17 +107,17 @@ def require_qemu(version):
 def ksm_knobs(**settings):
     """Save every KSM knob, apply settings (name=value), restore on the way out
     whatever happened.  Yields the file the knobs are saved in (for
-    `ksmctl restore --file` in an emergency, e.g. a signal handler)."""
+    `samepage restore --file` in an emergency, e.g. a signal handler)."""
     fd, saved = tempfile.mkstemp(prefix='samepage-knobs-')
     os.close(fd)
-    ksmctl('save', '--file', saved)
+    samepage('save', '--file', saved)
     try:
         if settings:
-            ksmctl('set', *[f'{k}={v}' for k, v in settings.items()])
+            samepage('set', *[f'{k}={v}' for k, v in settings.items()])
         yield saved
     finally:
         settle_exited()
-        ksmctl('restore', '--file', saved, check=False)
+        samepage('restore', '--file', saved, check=False)
         os.unlink(saved)
 
 
@@ -526,7 +526,7 @@ def frozen(*guests):
     guests' vCPUs stopped, so that two reads of their memory see one state.
     Restores run and resumes the guests."""
     run = host_value('run')
-    ksmctl('set', 'run=0')
+    samepage('set', 'run=0')
     stopped = []
     try:
         for g in guests:
@@ -537,7 +537,7 @@ def frozen(*guests):
         for g in stopped:
             if g.is_running():
                 g.qmp('cont')
-        ksmctl('set', f'run={run}', check=False)
+        samepage('set', f'run={run}', check=False)
 
 
 def guest_accel(paths, guest):

@@ -166,7 +166,7 @@ class TestStats(QemuTestCase):
     def test_host_figures_agree_with_libksm(self):
         vm = self.launch('-object', 'memory-backend-ksm,id=m0,size=128M')
         # ksmd stopped: the counters hold still while both are read.
-        sp.ksmctl('set', 'run=0')
+        sp.samepage('set', 'run=0')
         host = self.stats(vm)['host']
         mine = sp.host_stats()
         self.assertTrue(host['available'])
@@ -196,7 +196,7 @@ class TestUnmerge(QemuTestCase):
     def merged_vm(self, mib=64, mem=128):
         vm = self.launch('-object', f'memory-backend-ksm,id=m0,size={mem}M', mem=mem)
         self.fill_identical(vm, mib)
-        sp.ksmctl('set', *[f'{k}={v}' for k, v in FAST_KSM.items()])
+        sp.samepage('set', *[f'{k}={v}' for k, v in FAST_KSM.items()])
         self.wait_merged(vm, 'm0', mib * MiB // sp.PAGE * 9 // 10)
         return vm
 
@@ -232,7 +232,7 @@ class TestUnmerge(QemuTestCase):
     def test_unmerge_cancel(self):
         vm = self.merged_vm(mib=512, mem=1024)
         # No re-merging while the result is read; ksmd ends its batch first.
-        sp.ksmctl('set', 'run=0')
+        sp.samepage('set', 'run=0')
         time.sleep(0.5)
         # Pause at the first chunk boundary, then cancel: deterministic.
         r = vm.qmp('ksm-unmerge', id='m0', **{'job-id': 'c', 'auto-dismiss': False})

@@ -132,7 +132,7 @@ typedef struct {
     const KsmCensusTarget *targets;
     guint n_targets;
     KsmCensusZeroMode zero_mode;
-    guint64 max_page_sharing;     /* 0: unlimited; ksmctl passes the host's knob */
+    guint64 max_page_sharing;     /* 0: unlimited; samepage passes the host's knob */
     gboolean mergeable_only;      /* only areas with VmFlags "mg" */
     guint64 byte_limit;           /* stop after reading this many bytes; 0: no limit */
     gsize chunk_bytes;            /* bytes per pread; 0: the default (1 MiB) */

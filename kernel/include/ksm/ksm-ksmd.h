@@ -3,7 +3,7 @@
  * ksm-ksmd.h: the ksmd kernel thread itself, for its CPU cost.
  *
  * The kernel has no KSM file that says how much CPU the scanner uses; the
- * only source is ksmd's own /proc/PID/stat.  ksmctl watch and the benchmarks
+ * only source is ksmd's own /proc/PID/stat.  samepage watch and the benchmarks
  * turn two readings into a CPU percentage.
  */
 #ifndef KSM_KSMD_H

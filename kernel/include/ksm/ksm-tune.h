@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * ksm-tune.h: samepage's ksmd scan policy (`ksmctl tune`).
+ * ksm-tune.h: samepage's ksmd scan policy (`samepage tune`).
  *
  * What it is for: when guests start, merge what can be merged quickly, then
  * keep watching at a low cost.  KSM merges a page on the second full scan
@@ -28,7 +28,7 @@
  * Back to converge when the mergeable memory grows by grow_ratio (a guest
  * started), when a steady full scan still gains, or when KSM was reset
  * (run=2 by someone: full_scans went down), or when asked (SIGUSR1 to
- * `ksmctl tune`, as a hook does when a guest starts).
+ * `samepage tune`, as a hook does when a guest starts).
  *
  * The decision is a pure function of observations (ksm_tune_step), so it is
  * unit-tested without a kernel; ksm_tune_observe reads them through libksm.

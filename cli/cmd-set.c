@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * cmd-set.c: `ksmctl set KNOB=VALUE...`.
+ * cmd-set.c: `samepage set KNOB=VALUE...`.
  *
  * All or nothing: every pair is checked before anything is written, and a
  * bad one is a usage error (exit 2) that leaves the kernel untouched.  The
@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ksmctl.h"
+#include "cli.h"
 
 /* Default wait for the host lock: long enough for another knob change, short
  * enough not to hang behind a long unmerge without saying so. */
@@ -24,12 +24,12 @@ static int validation_exit_code(const GError *error)
         case KSM_ERROR_INVALID:
         case KSM_ERROR_PARSE:
         case KSM_ERROR_NOT_AVAILABLE:   /* the knob's file is not in this kernel */
-            return KSMCTL_EXIT_USAGE;
+            return CLI_EXIT_USAGE;
         default:
             break;
         }
     }
-    return KSMCTL_EXIT_FAILURE;
+    return CLI_EXIT_FAILURE;
 }
 
 /* Check every pair without writing; returns the exit code (0 when all are good). */
@@ -40,7 +40,7 @@ static int validate_assignments(const KsmContext *ctx, char **assignments, int n
     for (int i = 0; i < n; i++) {
         const char *equals = strchr(assignments[i], '=');
         if (!equals || equals == assignments[i]) {
-            return ksmctl_fail(KSMCTL_EXIT_USAGE, "'%s' is not KNOB=VALUE", assignments[i]);
+            return cli_fail(CLI_EXIT_USAGE, "'%s' is not KNOB=VALUE", assignments[i]);
         }
         g_autofree char *name = g_strndup(assignments[i], equals - assignments[i]);
         g_autoptr(GError) error = NULL;
@@ -48,18 +48,18 @@ static int validate_assignments(const KsmContext *ctx, char **assignments, int n
         gint64 value;
 
         if (!ksm_knob_parse(ctx, name, equals + 1, &field, &value, &error)) {
-            return ksmctl_fail(validation_exit_code(error), "%s", error->message);
+            return cli_fail(validation_exit_code(error), "%s", error->message);
         }
         /* Two values for one knob: which one the operator meant is a guess. */
         if (seen[field]) {
-            return ksmctl_fail(KSMCTL_EXIT_USAGE, "%s is given twice", name);
+            return cli_fail(CLI_EXIT_USAGE, "%s is given twice", name);
         }
         seen[field] = TRUE;
     }
-    return KSMCTL_EXIT_OK;
+    return CLI_EXIT_OK;
 }
 
-int ksmctl_cmd_set(KsmctlGlobal *global, int argc, char **argv)
+int cli_cmd_set(CliGlobal *global, int argc, char **argv)
 {
     double lock_timeout_s = DEFAULT_LOCK_TIMEOUT_S;
     const GOptionEntry entries[] = {
@@ -69,47 +69,47 @@ int ksmctl_cmd_set(KsmctlGlobal *global, int argc, char **argv)
         { NULL },
     };
     g_autoptr(GOptionContext) octx =
-        ksmctl_option_context_new(global, "set", "KNOB=VALUE…",
+        cli_option_context_new(global, "set", "KNOB=VALUE…",
                                   "Change KSM knobs in /sys/kernel/mm/ksm (needs root).\n"
                                   "Every pair is validated first (known knob, integer in range,\n"
                                   "advisor_mode none|scan-time); nothing is written if any is bad.\n"
                                   "Prints 'knob: old -> new' for each.  Takes the samepage host\n"
                                   "lock so it never races an unmerge or the libvirt hook.\n"
                                   "\n"
-                                  "Example: ksmctl set run=1 pages_to_scan=1000 sleep_millisecs=50",
+                                  "Example: samepage set run=1 pages_to_scan=1000 sleep_millisecs=50",
                                   entries);
     int exit_code;
 
-    if (!ksmctl_parse_options(octx, &argc, &argv)) {
-        return KSMCTL_EXIT_USAGE;
+    if (!cli_parse_options(octx, &argc, &argv)) {
+        return CLI_EXIT_USAGE;
     }
     if (argc < 2) {
-        return ksmctl_fail(KSMCTL_EXIT_USAGE, "set needs at least one KNOB=VALUE (see --help)");
+        return cli_fail(CLI_EXIT_USAGE, "set needs at least one KNOB=VALUE (see --help)");
     }
     if (lock_timeout_s < 0) {
-        return ksmctl_fail(KSMCTL_EXIT_USAGE, "--lock-timeout must be 0 or more seconds");
+        return cli_fail(CLI_EXIT_USAGE, "--lock-timeout must be 0 or more seconds");
     }
     char **assignments = argv + 1;
     int n = argc - 1;
 
-    g_autoptr(KsmContext) ctx = ksmctl_context_new(global);
-    if (!ksmctl_require_ksm(ctx, &exit_code)) {
+    g_autoptr(KsmContext) ctx = cli_context_new(global);
+    if (!cli_require_ksm(ctx, &exit_code)) {
         return exit_code;
     }
     exit_code = validate_assignments(ctx, assignments, n);
-    if (exit_code != KSMCTL_EXIT_OK) {
+    if (exit_code != CLI_EXIT_OK) {
         return exit_code;
     }
 
     g_autoptr(GError) error = NULL;
     /* Say "run as root" before taking a lock a non-root user cannot create. */
     if (!ksm_writable(ctx, &error)) {
-        return ksmctl_fail_error(error);
+        return cli_fail_error(error);
     }
     g_autoptr(KsmHostLock) lock =
         ksm_host_lock_acquire(NULL, (gint64)(lock_timeout_s * 1000), &error);
     if (!lock) {
-        return ksmctl_fail_error(error);
+        return cli_fail_error(error);
     }
 
     g_autofree KsmKnobSetting *old_values = g_new0(KsmKnobSetting, n);
@@ -117,13 +117,13 @@ int ksmctl_cmd_set(KsmctlGlobal *global, int argc, char **argv)
     if (!ksm_knobs_set(ctx, (const char *const *)assignments, (guint)n,
                        old_values, new_values, &error)) {
         /* Validated above, so this is the kernel refusing (EBUSY, EINVAL...). */
-        return ksmctl_fail(error->domain == KSM_ERROR && error->code == KSM_ERROR_NOT_AVAILABLE
-                           ? KSMCTL_EXIT_NO_KSM : KSMCTL_EXIT_FAILURE, "%s", error->message);
+        return cli_fail(error->domain == KSM_ERROR && error->code == KSM_ERROR_NOT_AVAILABLE
+                           ? CLI_EXIT_NO_KSM : CLI_EXIT_FAILURE, "%s", error->message);
     }
     for (int i = 0; i < n; i++) {
         g_autofree char *old_text = ksm_field_format(old_values[i].field, old_values[i].value);
         g_autofree char *new_text = ksm_field_format(new_values[i].field, new_values[i].value);
         printf("%s: %s -> %s\n", ksm_field_info(new_values[i].field)->name, old_text, new_text);
     }
-    return KSMCTL_EXIT_OK;
+    return CLI_EXIT_OK;
 }

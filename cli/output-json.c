@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * output-json.c: `ksmctl stats --json`.
+ * output-json.c: `samepage stats --json`.
  *
  * Keys come out in a fixed order (the kernel documentation's order for
  * known files, sorted names for the others), so two runs diff cleanly.
  */
 #include <json-glib/json-glib.h>
 
-#include "ksmctl.h"
+#include "cli.h"
 
 static void add_host_fields(JsonBuilder *builder, const KsmSnapshot *snap, gboolean knobs)
 {
@@ -20,7 +20,7 @@ static void add_host_fields(JsonBuilder *builder, const KsmSnapshot *snap, gbool
         }
         json_builder_set_member_name(builder, info->name);
         if (i == KSM_FIELD_ADVISOR_MODE) {
-            /* The name ("none", "scan-time") is what `ksmctl set` accepts back. */
+            /* The name ("none", "scan-time") is what `samepage set` accepts back. */
             g_autofree char *mode = ksm_field_format(i, value);
             json_builder_add_string_value(builder, mode);
         } else {
@@ -39,7 +39,7 @@ static void add_tristate(JsonBuilder *builder, const char *name, int value)
     }
 }
 
-static void add_process(JsonBuilder *builder, const KsmctlProcess *proc)
+static void add_process(JsonBuilder *builder, const CliProcess *proc)
 {
     json_builder_begin_object(builder);
     json_builder_set_member_name(builder, "pid");
@@ -81,7 +81,7 @@ static void add_process(JsonBuilder *builder, const KsmctlProcess *proc)
     json_builder_end_object(builder);
 }
 
-char *ksmctl_report_to_json(const KsmctlReport *report)
+char *cli_report_to_json(const CliReport *report)
 {
     g_autoptr(JsonBuilder) builder = json_builder_new();
     const KsmDerived *derived = &report->derived;
@@ -127,7 +127,7 @@ char *ksmctl_report_to_json(const KsmctlReport *report)
     json_builder_add_int_value(builder, derived->profit_bytes);
     json_builder_set_member_name(builder, "profit_from_kernel");
     json_builder_add_boolean_value(builder, derived->profit_from_kernel);
-    double scan_rate = ksmctl_scan_pages_per_second(report->snap);
+    double scan_rate = cli_scan_pages_per_second(report->snap);
     json_builder_set_member_name(builder, "scan_pages_per_second");
     if (scan_rate >= 0) {
         json_builder_add_double_value(builder, scan_rate);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * cmd-unmerge.c: `ksmctl unmerge`.
+ * cmd-unmerge.c: `samepage unmerge`.
  *
  *   --all          the safe host-wide KSM_RUN_UNMERGE (libksm's
  *                  ksm_safe_unmerge: host lock, headroom preflight, a
@@ -42,15 +42,15 @@ typedef struct {
     gboolean json;
 } UnmergeArgs;
 
-static int unmerge_all(const KsmctlGlobal *global, const UnmergeArgs *a)
+static int unmerge_all(const CliGlobal *global, const UnmergeArgs *a)
 {
-    g_autoptr(KsmContext) ctx = ksmctl_context_new(global);
+    g_autoptr(KsmContext) ctx = cli_context_new(global);
     g_autoptr(GError) error = NULL;
     KsmUnmergeOptions opts;
     KsmUnmergeOutcome out;
     int status;
 
-    if (!ksmctl_require_ksm(ctx, &status)) {
+    if (!cli_require_ksm(ctx, &status)) {
         return status;
     }
     ksm_unmerge_options_init(&opts);
@@ -62,7 +62,7 @@ static int unmerge_all(const KsmctlGlobal *global, const UnmergeArgs *a)
 
     if (!ksm_safe_unmerge(ctx, &opts, &out, &error)) {
         syslog(LOG_ERR, "unmerge could not start: %s", error->message);
-        return ksmctl_fail_error(error);
+        return cli_fail_error(error);
     }
     g_autofree char *json = ksm_unmerge_outcome_to_json(&out);
     /* The record of what happened to the host, whoever reads stdout. */
@@ -77,10 +77,10 @@ static int unmerge_all(const KsmctlGlobal *global, const UnmergeArgs *a)
         printf("%s%s\n", lead, g_str_has_prefix(msg, lead) ? msg + strlen(lead) : msg);
     }
     if (out.result == KSM_UNMERGE_DONE) {
-        status = KSMCTL_EXIT_OK;
+        status = CLI_EXIT_OK;
     } else {
         /* Which of refused, interrupted or failed, also for scripts reading stderr. */
-        status = ksmctl_fail(KSMCTL_EXIT_FAILURE, "unmerge %s (see the outcome above)", result);
+        status = cli_fail(CLI_EXIT_FAILURE, "unmerge %s (see the outcome above)", result);
     }
     ksm_unmerge_outcome_clear(&out);
     return status;
@@ -100,15 +100,15 @@ static pid_t pid_of_guest(const KsmContext *ctx, const char *name)
     return 0;
 }
 
-static int unmerge_guest(const KsmctlGlobal *global, const UnmergeArgs *a)
+static int unmerge_guest(const CliGlobal *global, const UnmergeArgs *a)
 {
-    g_autoptr(KsmContext) ctx = ksmctl_context_new(global);
+    g_autoptr(KsmContext) ctx = cli_context_new(global);
     g_autoptr(GError) error = NULL;
-    KsmctlGuestUnmergeOptions opts = {
+    CliGuestUnmergeOptions opts = {
         .backend = a->backend, .force = a->force, .timeout_s = (guint)a->timeout_s,
         .json = a->json,
     };
-    KsmctlQmp *qmp;
+    CliQmp *qmp;
     g_autofree char *target = NULL;
     const char *kind;
     pid_t pid;
@@ -116,28 +116,28 @@ static int unmerge_guest(const KsmctlGlobal *global, const UnmergeArgs *a)
     if (a->domain) {
         kind = "domain";
         target = g_strdup(a->domain);
-        qmp = ksmctl_qmp_libvirt_open(a->connect ? a->connect : "qemu:///system", a->domain,
+        qmp = cli_qmp_libvirt_open(a->connect ? a->connect : "qemu:///system", a->domain,
                                       &error);
         pid = qmp ? pid_of_guest(ctx, a->domain) : 0;
     } else {
         kind = "pid";
         pid = a->pid;
         target = g_strdup_printf("%d", a->pid);
-        g_autofree char *path = ksmctl_qmp_socket_of_pid(ctx, a->pid, &error);
-        qmp = path ? ksmctl_qmp_socket_open(path, QMP_READ_TIMEOUT_S, &error) : NULL;
+        g_autofree char *path = cli_qmp_socket_of_pid(ctx, a->pid, &error);
+        qmp = path ? cli_qmp_socket_open(path, QMP_READ_TIMEOUT_S, &error) : NULL;
     }
     if (!qmp) {
         syslog(LOG_ERR, "unmerge of %s %s could not start: %s", kind, target, error->message);
-        return ksmctl_fail(KSMCTL_EXIT_FAILURE, "%s", error->message);
+        return cli_fail(CLI_EXIT_FAILURE, "%s", error->message);
     }
-    int status = ksmctl_guest_unmerge(qmp, ctx, kind, target, pid, &opts);
-    syslog(status == KSMCTL_EXIT_OK ? LOG_INFO : LOG_WARNING, "unmerge of %s %s: %s", kind,
-           target, status == KSMCTL_EXIT_OK ? "done" : "not done (see ksmctl's output)");
+    int status = cli_guest_unmerge(qmp, ctx, kind, target, pid, &opts);
+    syslog(status == CLI_EXIT_OK ? LOG_INFO : LOG_WARNING, "unmerge of %s %s: %s", kind,
+           target, status == CLI_EXIT_OK ? "done" : "not done (see samepage's output)");
     qmp->close(qmp);
     return status;
 }
 
-int ksmctl_cmd_unmerge(KsmctlGlobal *global, int argc, char **argv)
+int cli_cmd_unmerge(CliGlobal *global, int argc, char **argv)
 {
     UnmergeArgs a = {
         .reserve_mib = DEFAULT_RESERVE_MIB, .deadline_s = DEFAULT_DEADLINE_S,
@@ -171,7 +171,7 @@ int ksmctl_cmd_unmerge(KsmctlGlobal *global, int argc, char **argv)
         { NULL },
     };
     g_autoptr(GOptionContext) octx =
-        ksmctl_option_context_new(global, "unmerge", "--all|--domain NAME|--pid PID",
+        cli_option_context_new(global, "unmerge", "--all|--domain NAME|--pid PID",
                                   "Unmerge KSM pages safely.\n"
                                   "\n"
                                   "--all breaks every KSM page on the host (run=2) after checking that\n"
@@ -183,23 +183,23 @@ int ksmctl_cmd_unmerge(KsmctlGlobal *global, int argc, char **argv)
                                   entries);
     int status;
 
-    openlog("ksmctl", LOG_PID, LOG_USER);
-    if (!ksmctl_parse_options(octx, &argc, &argv)) {
-        status = KSMCTL_EXIT_USAGE;
+    openlog("samepage", LOG_PID, LOG_USER);
+    if (!cli_parse_options(octx, &argc, &argv)) {
+        status = CLI_EXIT_USAGE;
     } else if (argc > 1) {
-        status = ksmctl_fail(KSMCTL_EXIT_USAGE, "unexpected argument '%s'", argv[1]);
+        status = cli_fail(CLI_EXIT_USAGE, "unexpected argument '%s'", argv[1]);
     } else if ((a.all ? 1 : 0) + (a.domain ? 1 : 0) + (a.pid ? 1 : 0) != 1) {
-        status = ksmctl_fail(KSMCTL_EXIT_USAGE,
+        status = cli_fail(CLI_EXIT_USAGE,
                              "say what to unmerge: exactly one of --all, --domain NAME, --pid PID");
     } else if (a.pid < 0) {
-        status = ksmctl_fail(KSMCTL_EXIT_USAGE, "--pid takes a process id");
+        status = cli_fail(CLI_EXIT_USAGE, "--pid takes a process id");
     } else if (a.reserve_mib < 0 || a.deadline_s <= 0 || a.lock_timeout_s < 0 ||
                a.timeout_s <= 0) {
-        status = ksmctl_fail(KSMCTL_EXIT_USAGE,
+        status = cli_fail(CLI_EXIT_USAGE,
                              "--reserve, --lock-timeout take values >= 0; --deadline, "
                              "--timeout > 0");
     } else if (a.all && a.backend) {
-        status = ksmctl_fail(KSMCTL_EXIT_USAGE, "--backend goes with --domain or --pid");
+        status = cli_fail(CLI_EXIT_USAGE, "--backend goes with --domain or --pid");
     } else {
         status = a.all ? unmerge_all(global, &a) : unmerge_guest(global, &a);
     }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * cmd-tune.c: `ksmctl tune`: samepage's ksmd scan policy, in the foreground.
+ * cmd-tune.c: `samepage tune`: samepage's ksmd scan policy, in the foreground.
  *
  * The policy itself is libksm's (ksm/ksm-tune.h): converge fast when there is
  * merging to do, at a computed rate and under a CPU cap, then scan slowly.
@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include <ksm/ksm-tune.h>
-#include "ksmctl.h"
+#include "cli.h"
 
 static volatile sig_atomic_t got_stop, got_kick;
 
@@ -89,7 +89,7 @@ static gboolean apply_policy(const KsmContext *ctx, const KsmTuneState *s, gbool
     return apply(ctx, assign, error);
 }
 
-int ksmctl_cmd_tune(KsmctlGlobal *global, int argc, char **argv)
+int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
 {
     KsmTuneParams params;
     ksm_tune_params_init(&params);
@@ -120,7 +120,7 @@ int ksmctl_cmd_tune(KsmctlGlobal *global, int argc, char **argv)
         { "json", 'j', 0, G_OPTION_ARG_NONE, &json, "One JSON line per decision", NULL },
         { NULL },
     };
-    g_autoptr(GOptionContext) octx = ksmctl_option_context_new(
+    g_autoptr(GOptionContext) octx = cli_option_context_new(
         global, "tune", "",
         "samepage's ksmd scan policy (root): converge fast, then scan slowly.\n"
         "While there is merging to do, pages_to_scan is set so that a full scan\n"
@@ -133,15 +133,15 @@ int ksmctl_cmd_tune(KsmctlGlobal *global, int argc, char **argv)
         "it owns pages_to_scan.  Runs in the foreground, one line per change;\n"
         "SIGTERM/SIGINT end it and leave the knobs as they are.", entries);
 
-    if (!ksmctl_parse_options(octx, &argc, &argv)) {
-        return KSMCTL_EXIT_USAGE;
+    if (!cli_parse_options(octx, &argc, &argv)) {
+        return CLI_EXIT_USAGE;
     }
     if (argc > 1) {
-        return ksmctl_fail(KSMCTL_EXIT_USAGE, "tune takes no arguments, got '%s'", argv[1]);
+        return cli_fail(CLI_EXIT_USAGE, "tune takes no arguments, got '%s'", argv[1]);
     }
     if (!(fast > 0 && slow >= fast && interval > 0 && mergeable_every >= 0 && duration >= 0 &&
           max_cpu > 0 && max_cpu <= 100 && idle_cpu > 0 && idle_cpu <= 100 && sleep_ms >= 0)) {
-        return ksmctl_fail(KSMCTL_EXIT_USAGE,
+        return cli_fail(CLI_EXIT_USAGE,
                            "need 0 < --fast-scan <= --slow-scan, CPU caps in 1..100, "
                            "--interval > 0");
     }
@@ -151,18 +151,18 @@ int ksmctl_cmd_tune(KsmctlGlobal *global, int argc, char **argv)
     params.idle_cpu = (guint)idle_cpu;
     params.sleep_ms = (guint)sleep_ms;
 
-    g_autoptr(KsmContext) ctx = ksmctl_context_new(global);
+    g_autoptr(KsmContext) ctx = cli_context_new(global);
     int status;
-    if (!ksmctl_require_ksm(ctx, &status)) {
+    if (!cli_require_ksm(ctx, &status)) {
         return status;
     }
     g_autoptr(GError) error = NULL;
     if (!ksm_writable(ctx, &error)) {
-        return ksmctl_fail_error(error);
+        return cli_fail_error(error);
     }
     g_autoptr(KsmSnapshot) first = ksm_snapshot_read(ctx, &error);
     if (!first) {
-        return ksmctl_fail_error(error);
+        return cli_fail_error(error);
     }
     gboolean have_advisor = ksm_snapshot_get_or(first, KSM_FIELD_ADVISOR_MODE, -1) >= 0;
 
@@ -183,17 +183,17 @@ int ksmctl_cmd_tune(KsmctlGlobal *global, int argc, char **argv)
     pid_t ksmd = 0;
     KsmTuneObservation obs;
     if (!ksm_tune_observe(ctx, TRUE, &ksmd, &obs, &error)) {
-        return ksmctl_fail_error(error);
+        return cli_fail_error(error);
     }
     guint64 mergeable = obs.mergeable_pages;
     double mergeable_at = obs.time_s;
     ksm_tune_step(&state, &params, &obs);
     if (!apply_policy(ctx, &state, TRUE, have_advisor, &error)) {
-        return ksmctl_fail_error(error);
+        return cli_fail_error(error);
     }
     say(json, &state, "start", state.reason);
     if (once) {
-        return KSMCTL_EXIT_OK;
+        return CLI_EXIT_OK;
     }
 
     double started = obs.time_s;
@@ -211,7 +211,7 @@ int ksmctl_cmd_tune(KsmctlGlobal *global, int argc, char **argv)
             /* KSM itself gone (a test's fake tree removed): nothing left to tune. */
             if (!ksm_available(ctx, NULL)) {
                 say(json, &state, "exit", "KSM is not there any more");
-                return KSMCTL_EXIT_NO_KSM;
+                return CLI_EXIT_NO_KSM;
             }
             continue;
         }
@@ -246,5 +246,5 @@ int ksmctl_cmd_tune(KsmctlGlobal *global, int argc, char **argv)
         }
     }
     say(json, &state, "exit", "leaving the knobs as they are");
-    return KSMCTL_EXIT_OK;
+    return CLI_EXIT_OK;
 }

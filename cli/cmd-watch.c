@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * cmd-watch.c: `ksmctl watch`, a live view of KSM with rates.
+ * cmd-watch.c: `samepage watch`, a live view of KSM with rates.
  *
  * The counters are totals; what an operator watching a host wants is how
  * fast they move: pages merged per second, full scans per second, and what
@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "ksmctl.h"
+#include "cli.h"
 
 #define ANSI_HOME "\033[H"
 #define ANSI_CLEAR_SCREEN "\033[2J"
@@ -79,7 +79,7 @@ static void render_rates(GString *out, WatchState *state, const KsmSnapshot *sna
     gboolean ok;
     gint64 merged = delta(snap, state->previous, KSM_FIELD_PAGES_SHARING, &ok);
     if (ok) {
-        g_autofree char *bytes = ksmctl_format_bytes((gint64)((double)merged / dt * page_size));
+        g_autofree char *bytes = cli_format_bytes((gint64)((double)merged / dt * page_size));
         g_string_append_printf(out, "Merge rate     %+.1f pages/s (%s/s)\n", merged / dt, bytes);
     }
     gint64 scans = delta(snap, state->previous, KSM_FIELD_FULL_SCANS, &ok);
@@ -112,12 +112,12 @@ static void render(GString *out, WatchState *state, const KsmSnapshot *snap,
 
     g_autoptr(GDateTime) now = g_date_time_new_now_local();
     g_autofree char *clock = g_date_time_format(now, "%Y-%m-%d %H:%M:%S");
-    g_string_append_printf(out, "ksmctl watch: every %gs, %s%s\n\n", state->interval_s, clock,
+    g_string_append_printf(out, "samepage watch: every %gs, %s%s\n\n", state->interval_s, clock,
                            state->tty ? "  (Ctrl-C quits)" : "");
 
     gint64 run = ksm_snapshot_get_or(snap, KSM_FIELD_RUN, -1);
-    g_string_append_printf(out, "KSM            %s\n", ksmctl_run_state_name(run));
-    g_autofree char *saved = ksmctl_format_bytes((gint64)derived.saved_bytes);
+    g_string_append_printf(out, "KSM            %s\n", cli_run_state_name(run));
+    g_autofree char *saved = cli_format_bytes((gint64)derived.saved_bytes);
     g_string_append_printf(out, "Saved          %s (%" G_GINT64_FORMAT " pages sharing %"
                            G_GINT64_FORMAT " KSM pages, %" G_GINT64_FORMAT " zero pages)\n",
                            saved, ksm_snapshot_get_or(snap, KSM_FIELD_PAGES_SHARING, 0),
@@ -129,7 +129,7 @@ static void render(GString *out, WatchState *state, const KsmSnapshot *snap,
                            ksm_snapshot_get_or(snap, KSM_FIELD_PAGES_VOLATILE, 0));
     g_string_append_printf(out, "Ratios         sharing %.2f, waste %.2f\n",
                            derived.sharing_ratio, derived.waste_ratio);
-    double limit = ksmctl_scan_pages_per_second(snap);
+    double limit = cli_scan_pages_per_second(snap);
     g_string_append_printf(out, "Full scans     %" G_GINT64_FORMAT "\n",
                            ksm_snapshot_get_or(snap, KSM_FIELD_FULL_SCANS, 0));
     if (limit >= 0) {
@@ -150,7 +150,7 @@ static gboolean refresh(gpointer data)
     g_autoptr(KsmSnapshot) snap = ksm_snapshot_read(state->ctx, &error);
 
     if (!snap) {
-        state->exit_code = ksmctl_fail_error(error);
+        state->exit_code = cli_fail_error(error);
         g_main_loop_quit(state->loop);
         return G_SOURCE_REMOVE;
     }
@@ -194,7 +194,7 @@ static gboolean on_quit_signal(gpointer data)
     return G_SOURCE_CONTINUE;
 }
 
-int ksmctl_cmd_watch(KsmctlGlobal *global, int argc, char **argv)
+int cli_cmd_watch(CliGlobal *global, int argc, char **argv)
 {
     double interval_s = 2.0;
     gint count = 0;
@@ -206,7 +206,7 @@ int ksmctl_cmd_watch(KsmctlGlobal *global, int argc, char **argv)
         { NULL },
     };
     g_autoptr(GOptionContext) octx =
-        ksmctl_option_context_new(global, "watch", "",
+        cli_option_context_new(global, "watch", "",
                                   "A live view of KSM: saved memory, pages merged per second,\n"
                                   "full scans per second, pages scanned per second and the CPU\n"
                                   "share of the ksmd thread.  Redraws in place on a terminal,\n"
@@ -214,22 +214,22 @@ int ksmctl_cmd_watch(KsmctlGlobal *global, int argc, char **argv)
                                   entries);
     int exit_code;
 
-    if (!ksmctl_parse_options(octx, &argc, &argv)) {
-        return KSMCTL_EXIT_USAGE;
+    if (!cli_parse_options(octx, &argc, &argv)) {
+        return CLI_EXIT_USAGE;
     }
     if (argc > 1) {
-        return ksmctl_fail(KSMCTL_EXIT_USAGE, "watch takes no arguments, got '%s'", argv[1]);
+        return cli_fail(CLI_EXIT_USAGE, "watch takes no arguments, got '%s'", argv[1]);
     }
     /* Below 10 ms the counters barely move and the screen only flickers. */
     if (!(interval_s >= 0.01 && interval_s <= 86400)) {
-        return ksmctl_fail(KSMCTL_EXIT_USAGE, "--interval must be between 0.01 and 86400 seconds");
+        return cli_fail(CLI_EXIT_USAGE, "--interval must be between 0.01 and 86400 seconds");
     }
     if (count < 0) {
-        return ksmctl_fail(KSMCTL_EXIT_USAGE, "--count must be 0 (no limit) or more");
+        return cli_fail(CLI_EXIT_USAGE, "--count must be 0 (no limit) or more");
     }
 
-    g_autoptr(KsmContext) ctx = ksmctl_context_new(global);
-    if (!ksmctl_require_ksm(ctx, &exit_code)) {
+    g_autoptr(KsmContext) ctx = cli_context_new(global);
+    if (!cli_require_ksm(ctx, &exit_code)) {
         return exit_code;
     }
 
@@ -239,7 +239,7 @@ int ksmctl_cmd_watch(KsmctlGlobal *global, int argc, char **argv)
         .tty = isatty(STDOUT_FILENO),
         .interval_s = interval_s,
         .remaining = count > 0 ? count : -1,
-        .exit_code = KSMCTL_EXIT_OK,
+        .exit_code = CLI_EXIT_OK,
         .clock_ticks_per_second = ksm_clock_ticks_per_second(),
     };
     guint signal_sources[] = {

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * output-table.c: plain `ksmctl stats`, an aligned table for people.
+ * output-table.c: plain `samepage stats`, an aligned table for people.
  */
-#include "ksmctl.h"
+#include "cli.h"
 
 /* Wide enough for stable_node_chains_prune_millisecs. */
 #define NAME_WIDTH 36
@@ -22,22 +22,22 @@ static void host_fields(GString *out, const KsmSnapshot *snap, gboolean knobs, g
         /* Page counts are easier to judge as sizes (not the cumulative ones). */
         if (!knobs && g_strcmp0(info->unit, "pages") == 0 && value > 0 &&
             i != KSM_FIELD_PAGES_SCANNED && i != KSM_FIELD_PAGES_SKIPPED) {
-            g_autofree char *size = ksmctl_format_bytes(value * (gint64)page_size);
+            g_autofree char *size = cli_format_bytes(value * (gint64)page_size);
             g_string_append_printf(out, "  (%s)", size);
         } else if (g_strcmp0(info->unit, "bytes") == 0 && value != 0) {
-            g_autofree char *size = ksmctl_format_bytes(value);
+            g_autofree char *size = cli_format_bytes(value);
             g_string_append_printf(out, "  (%s)", size);
         }
         g_string_append_c(out, '\n');
     }
 }
 
-static void derived_figures(GString *out, const KsmctlReport *report)
+static void derived_figures(GString *out, const CliReport *report)
 {
     const KsmDerived *d = &report->derived;
-    g_autofree char *saved = ksmctl_format_bytes((gint64)d->saved_bytes);
-    g_autofree char *metadata = ksmctl_format_bytes((gint64)d->metadata_bytes);
-    g_autofree char *profit = ksmctl_format_bytes(d->profit_bytes);
+    g_autofree char *saved = cli_format_bytes((gint64)d->saved_bytes);
+    g_autofree char *metadata = cli_format_bytes((gint64)d->metadata_bytes);
+    g_autofree char *profit = cli_format_bytes(d->profit_bytes);
 
     g_string_append(out, "Derived\n");
     g_string_append_printf(out, "  %-*s %14" G_GUINT64_FORMAT "  (%s)\n", NAME_WIDTH,
@@ -51,7 +51,7 @@ static void derived_figures(GString *out, const KsmctlReport *report)
     g_string_append_printf(out, "  %-*s %14" G_GINT64_FORMAT "  (%s%s)\n", NAME_WIDTH,
                            "profit_bytes", d->profit_bytes, profit,
                            d->profit_from_kernel ? ", from the kernel" : ", computed");
-    double rate = ksmctl_scan_pages_per_second(report->snap);
+    double rate = cli_scan_pages_per_second(report->snap);
     if (rate >= 0) {
         g_string_append_printf(out, "  %-*s %14.0f\n", NAME_WIDTH, "scan_pages_per_second", rate);
     }
@@ -74,7 +74,7 @@ static void processes(GString *out, const GPtrArray *procs)
                            "MERGING_PAGES", "ZERO_PAGES", "RMAP_ITEMS", "PROFIT_BYTES",
                            "MERGEABLE");
     for (guint i = 0; i < procs->len; i++) {
-        const KsmctlProcess *proc = g_ptr_array_index(procs, i);
+        const CliProcess *proc = g_ptr_array_index(procs, i);
         const char *guest = proc->guest ? proc->guest : "-";
 
         if (proc->error) {
@@ -101,7 +101,7 @@ static void processes(GString *out, const GPtrArray *procs)
     }
 }
 
-char *ksmctl_report_to_table(const KsmctlReport *report)
+char *cli_report_to_table(const CliReport *report)
 {
     GString *out = g_string_new(NULL);
 
@@ -112,7 +112,7 @@ char *ksmctl_report_to_table(const KsmctlReport *report)
     guint n = 0;
     g_autofree const char **extra = ksm_snapshot_extra_names(report->snap, &n);
     if (n > 0) {
-        g_string_append(out, "\nOther files (not known to this ksmctl; raw values)\n");
+        g_string_append(out, "\nOther files (not known to this samepage; raw values)\n");
         for (guint i = 0; i < n; i++) {
             g_string_append_printf(out, "  %-*s %14s\n", NAME_WIDTH, extra[i],
                                    (const char *)g_hash_table_lookup(report->snap->extra,

@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * util.c: option handling, error reporting and formatting shared by the
- * ksmctl commands.
+ * samepage commands.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "ksmctl.h"
+#include "cli.h"
 
-void ksmctl_global_option_entries(KsmctlGlobal *global, GOptionEntry entries[3])
+void cli_global_option_entries(CliGlobal *global, GOptionEntry entries[3])
 {
     const GOptionEntry init[] = {
         { "sysfs-root", 0, 0, G_OPTION_ARG_FILENAME, &global->sysfs_root,
@@ -21,11 +21,11 @@ void ksmctl_global_option_entries(KsmctlGlobal *global, GOptionEntry entries[3])
     memcpy(entries, init, sizeof(init));
 }
 
-GOptionGroup *ksmctl_global_option_group(KsmctlGlobal *global)
+GOptionGroup *cli_global_option_group(CliGlobal *global)
 {
     GOptionEntry entries[3];
 
-    ksmctl_global_option_entries(global, entries);
+    cli_global_option_entries(global, entries);
     GOptionGroup *group = g_option_group_new("global", "Options for every command:",
                                              "Show options for every command", NULL, NULL);
     /* The group copies the entries; only arg_data must outlive the parsing. */
@@ -33,14 +33,14 @@ GOptionGroup *ksmctl_global_option_group(KsmctlGlobal *global)
     return group;
 }
 
-GOptionContext *ksmctl_option_context_new(KsmctlGlobal *global, const char *command,
+GOptionContext *cli_option_context_new(CliGlobal *global, const char *command,
                                           const char *parameters, const char *summary,
                                           const GOptionEntry *entries)
 {
     GOptionEntry global_entries[3];
 
-    /* The usage line reads "ksmctl CMD [OPTION…] parameters". */
-    g_autofree char *prgname = g_strdup_printf("ksmctl %s", command);
+    /* The usage line reads "samepage CMD [OPTION…] parameters". */
+    g_autofree char *prgname = g_strdup_printf("samepage %s", command);
     g_set_prgname(prgname);
 
     GOptionContext *octx = g_option_context_new(parameters);
@@ -50,79 +50,79 @@ GOptionContext *ksmctl_option_context_new(KsmctlGlobal *global, const char *comm
                                      "2 usage error, 3 KSM not available.\n");
     /*
      * The command's options, then the global ones in the same (main) group so
-     * that `ksmctl CMD --help` shows them too and they may follow the command.
+     * that `samepage CMD --help` shows them too and they may follow the command.
      */
     if (entries) {
         g_option_context_add_main_entries(octx, entries, NULL);
     }
-    ksmctl_global_option_entries(global, global_entries);
+    cli_global_option_entries(global, global_entries);
     g_option_context_add_main_entries(octx, global_entries, NULL);
     return octx;
 }
 
-gboolean ksmctl_parse_options(GOptionContext *octx, int *argc, char ***argv)
+gboolean cli_parse_options(GOptionContext *octx, int *argc, char ***argv)
 {
     g_autoptr(GError) error = NULL;
 
     if (!g_option_context_parse(octx, argc, argv, &error)) {
-        ksmctl_fail(KSMCTL_EXIT_USAGE, "%s (see --help)", error->message);
+        cli_fail(CLI_EXIT_USAGE, "%s (see --help)", error->message);
         return FALSE;
     }
     return TRUE;
 }
 
-KsmContext *ksmctl_context_new(const KsmctlGlobal *global)
+KsmContext *cli_context_new(const CliGlobal *global)
 {
     return ksm_context_new(global->sysfs_root, global->procfs_root);
 }
 
-int ksmctl_fail(int exit_code, const char *format, ...)
+int cli_fail(int exit_code, const char *format, ...)
 {
     va_list args;
     va_start(args, format);
     g_autofree char *message = g_strdup_vprintf(format, args);
     va_end(args);
 
-    fprintf(stderr, "ksmctl: %s\n", message);
+    fprintf(stderr, "samepage: %s\n", message);
     return exit_code;
 }
 
-int ksmctl_exit_code_for(const GError *error)
+int cli_exit_code_for(const GError *error)
 {
     if (error->domain == G_OPTION_ERROR) {
-        return KSMCTL_EXIT_USAGE;
+        return CLI_EXIT_USAGE;
     }
     if (error->domain == KSM_ERROR) {
         switch (error->code) {
         case KSM_ERROR_NOT_AVAILABLE:
-            return KSMCTL_EXIT_NO_KSM;
+            return CLI_EXIT_NO_KSM;
         case KSM_ERROR_UNKNOWN_KNOB:
-            return KSMCTL_EXIT_USAGE;
+            return CLI_EXIT_USAGE;
         default:
             break;
         }
     }
-    return KSMCTL_EXIT_FAILURE;
+    return CLI_EXIT_FAILURE;
 }
 
-int ksmctl_fail_error(const GError *error)
+int cli_fail_error(const GError *error)
 {
     /* libksm messages already say what to do: print them as they are. */
-    return ksmctl_fail(ksmctl_exit_code_for(error), "%s", error->message);
+    return cli_fail(cli_exit_code_for(error), "%s", error->message);
 }
 
-gboolean ksmctl_require_ksm(const KsmContext *ctx, int *exit_code)
+gboolean cli_require_ksm(const KsmContext *ctx, int *exit_code)
 {
     g_autoptr(GError) error = NULL;
 
     if (!ksm_available(ctx, &error)) {
-        *exit_code = ksmctl_fail(KSMCTL_EXIT_NO_KSM, "%s", error->message);
+        *exit_code = cli_fail(CLI_EXIT_NO_KSM, "%s", error->message);
         return FALSE;
     }
     return TRUE;
 }
 
-const char *ksmctl_run_state_name(gint64 run)
+const char *cli_run_state_name(gint64 run)
 {
     switch (run) {
     case KSM_RUN_STOP:
@@ -136,7 +136,7 @@ const char *ksmctl_run_state_name(gint64 run)
     }
 }
 
-double ksmctl_scan_pages_per_second(const KsmSnapshot *snap)
+double cli_scan_pages_per_second(const KsmSnapshot *snap)
 {
     gint64 pages, sleep_ms;
 
@@ -148,7 +148,7 @@ double ksmctl_scan_pages_per_second(const KsmSnapshot *snap)
     return (double)pages * 1000.0 / (double)sleep_ms;
 }
 
-char *ksmctl_format_bytes(gint64 bytes)
+char *cli_format_bytes(gint64 bytes)
 {
     /* Not g_format_size: it puts a no-break space (U+00A0) before the unit,
      * which breaks `grep "10.0 MiB"` and shows as '?' in a C locale. */

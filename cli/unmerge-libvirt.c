@@ -19,7 +19,7 @@
 #include <libvirt/virterror.h>
 
 typedef struct {
-    KsmctlQmp base;
+    CliQmp base;
     virConnectPtr conn;
     virDomainPtr dom;
 } QmpLibvirt;
@@ -30,19 +30,19 @@ static char *last_libvirt_error(void)
     return g_strdup(err && err->message ? err->message : "unknown libvirt error");
 }
 
-static JsonNode *libvirt_execute(KsmctlQmp *qmp, const char *command, JsonObject *arguments,
+static JsonNode *libvirt_execute(CliQmp *qmp, const char *command, JsonObject *arguments,
                                  GError **error)
 {
     QmpLibvirt *q = (QmpLibvirt *)qmp;
-    g_autofree char *text = ksmctl_qmp_command_text(command, arguments);
+    g_autofree char *text = cli_qmp_command_text(command, arguments);
     char *result = NULL;
 
     if (virDomainQemuMonitorCommand(q->dom, text, &result, 0) < 0) {
         g_autofree char *msg = last_libvirt_error();
         /* libvirt reports QEMU's own error replies as a failed call. */
-        g_set_error(error, KSMCTL_QMP_ERROR,
-                    strstr(msg, "CommandNotFound") ? KSMCTL_QMP_ERROR_NO_COMMAND
-                                                   : KSMCTL_QMP_ERROR_COMMAND,
+        g_set_error(error, CLI_QMP_ERROR,
+                    strstr(msg, "CommandNotFound") ? CLI_QMP_ERROR_NO_COMMAND
+                                                   : CLI_QMP_ERROR_COMMAND,
                     "%s", msg);
         return NULL;
     }
@@ -52,14 +52,14 @@ static JsonNode *libvirt_execute(KsmctlQmp *qmp, const char *command, JsonObject
                   JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser));
     free(result);
     if (!ok) {
-        g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_FAILED,
+        g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED,
                     "libvirt returned a reply that is not a QMP object");
         return NULL;
     }
-    return ksmctl_qmp_reply_result(json_node_get_object(json_parser_get_root(parser)), error);
+    return cli_qmp_reply_result(json_node_get_object(json_parser_get_root(parser)), error);
 }
 
-static void libvirt_close(KsmctlQmp *qmp)
+static void libvirt_close(CliQmp *qmp)
 {
     QmpLibvirt *q = (QmpLibvirt *)qmp;
 
@@ -80,7 +80,7 @@ static void quiet_errors(void *data, virErrorPtr err)
 {
 }
 
-KsmctlQmp *ksmctl_qmp_libvirt_open(const char *uri, const char *domain, GError **error)
+CliQmp *cli_qmp_libvirt_open(const char *uri, const char *domain, GError **error)
 {
     QmpLibvirt *q = g_new0(QmpLibvirt, 1);
 
@@ -90,7 +90,7 @@ KsmctlQmp *ksmctl_qmp_libvirt_open(const char *uri, const char *domain, GError *
     q->conn = virConnectOpen(uri);
     if (!q->conn) {
         g_autofree char *msg = last_libvirt_error();
-        g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_FAILED,
+        g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED,
                     "cannot connect to libvirt at %s: %s", uri, msg);
         libvirt_close(&q->base);
         return NULL;
@@ -98,12 +98,12 @@ KsmctlQmp *ksmctl_qmp_libvirt_open(const char *uri, const char *domain, GError *
     q->dom = virDomainLookupByName(q->conn, domain);
     if (!q->dom) {
         g_autofree char *msg = last_libvirt_error();
-        g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_NOT_FOUND, "%s", msg);
+        g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_NOT_FOUND, "%s", msg);
         libvirt_close(&q->base);
         return NULL;
     }
     if (virDomainIsActive(q->dom) != 1) {
-        g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_NOT_FOUND,
+        g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_NOT_FOUND,
                     "domain '%s' is not running", domain);
         libvirt_close(&q->base);
         return NULL;
@@ -113,10 +113,10 @@ KsmctlQmp *ksmctl_qmp_libvirt_open(const char *uri, const char *domain, GError *
 
 #else
 
-KsmctlQmp *ksmctl_qmp_libvirt_open(const char *uri, const char *domain, GError **error)
+CliQmp *cli_qmp_libvirt_open(const char *uri, const char *domain, GError **error)
 {
-    g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_FAILED,
-                "this ksmctl was built without libvirt (libvirt-dev): --domain is not "
+    g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED,
+                "this samepage was built without libvirt (libvirt-dev): --domain is not "
                 "available; use --pid for a QEMU with its own QMP socket");
     return NULL;
 }

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * cmd-status.c: `ksmctl status`, the few lines an operator wants first.
+ * cmd-status.c: `samepage status`, the few lines an operator wants first.
  */
 #include <stdio.h>
 
-#include "ksmctl.h"
+#include "cli.h"
 
-static void print_status(const KsmctlReport *report)
+static void print_status(const CliReport *report)
 {
     const KsmSnapshot *snap = report->snap;
     const KsmDerived *derived = &report->derived;
@@ -22,9 +22,9 @@ static void print_status(const KsmctlReport *report)
     } else if (run == KSM_RUN_UNMERGE) {
         detail = " (run=2: ksmd stopped, merged pages are broken apart)";
     }
-    printf("KSM:            %s%s\n", ksmctl_run_state_name(run), detail);
+    printf("KSM:            %s%s\n", cli_run_state_name(run), detail);
 
-    g_autofree char *saved = ksmctl_format_bytes((gint64)derived->saved_bytes);
+    g_autofree char *saved = cli_format_bytes((gint64)derived->saved_bytes);
     printf("Saved memory:   %s (%" G_GINT64_FORMAT " pages sharing %" G_GINT64_FORMAT
            " KSM pages", saved, sharing, shared);
     if (ksm_snapshot_get(snap, KSM_FIELD_KSM_ZERO_PAGES, NULL)) {
@@ -32,7 +32,7 @@ static void print_status(const KsmctlReport *report)
     }
     printf(")\n");
 
-    g_autofree char *profit = ksmctl_format_bytes(derived->profit_bytes);
+    g_autofree char *profit = cli_format_bytes(derived->profit_bytes);
     printf("Profit:         %s after metadata%s\n", profit,
            derived->profit_from_kernel ? "" : " (computed)");
     printf("Sharing ratio:  %.2f (mappings per KSM page; higher is better)\n",
@@ -40,11 +40,11 @@ static void print_status(const KsmctlReport *report)
     printf("Waste ratio:    %.2f (unique pages scanned per page saved; lower is better)\n",
            derived->waste_ratio);
 
-    double rate = ksmctl_scan_pages_per_second(snap);
+    double rate = cli_scan_pages_per_second(snap);
     gint64 pages = ksm_snapshot_get_or(snap, KSM_FIELD_PAGES_TO_SCAN, 0);
     gint64 sleep_ms = ksm_snapshot_get_or(snap, KSM_FIELD_SLEEP_MILLISECS, 0);
     if (rate >= 0) {
-        g_autofree char *bytes_rate = ksmctl_format_bytes((gint64)(rate * report->page_size));
+        g_autofree char *bytes_rate = cli_format_bytes((gint64)(rate * report->page_size));
         printf("Scan rate:      %.0f pages/s = %s/s at most (%" G_GINT64_FORMAT
                " pages every %" G_GINT64_FORMAT " ms)\n", rate, bytes_rate, pages, sleep_ms);
     } else {
@@ -64,30 +64,30 @@ static void print_status(const KsmctlReport *report)
     }
 }
 
-int ksmctl_cmd_status(KsmctlGlobal *global, int argc, char **argv)
+int cli_cmd_status(CliGlobal *global, int argc, char **argv)
 {
     g_autoptr(GOptionContext) octx =
-        ksmctl_option_context_new(global, "status", "",
+        cli_option_context_new(global, "status", "",
                                   "A short summary of KSM on this host: state, memory saved,\n"
                                   "sharing and waste ratios, scan rate, advisor.", NULL);
     int exit_code;
 
-    if (!ksmctl_parse_options(octx, &argc, &argv)) {
-        return KSMCTL_EXIT_USAGE;
+    if (!cli_parse_options(octx, &argc, &argv)) {
+        return CLI_EXIT_USAGE;
     }
     if (argc > 1) {
-        return ksmctl_fail(KSMCTL_EXIT_USAGE, "status takes no arguments, got '%s'", argv[1]);
+        return cli_fail(CLI_EXIT_USAGE, "status takes no arguments, got '%s'", argv[1]);
     }
 
-    g_autoptr(KsmContext) ctx = ksmctl_context_new(global);
-    if (!ksmctl_require_ksm(ctx, &exit_code)) {
+    g_autoptr(KsmContext) ctx = cli_context_new(global);
+    if (!cli_require_ksm(ctx, &exit_code)) {
         return exit_code;
     }
     g_autoptr(GError) error = NULL;
-    g_autoptr(KsmctlReport) report = ksmctl_report_collect(ctx, FALSE, &error);
+    g_autoptr(CliReport) report = cli_report_collect(ctx, FALSE, &error);
     if (!report) {
-        return ksmctl_fail_error(error);
+        return cli_fail_error(error);
     }
     print_status(report);
-    return KSMCTL_EXIT_OK;
+    return CLI_EXIT_OK;
 }

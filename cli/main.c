@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * main.c: ksmctl's global options and command dispatch.
+ * main.c: samepage's global options and command dispatch.
  *
  * Exit codes:
  *   0  success
@@ -12,26 +12,26 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ksmctl.h"
+#include "cli.h"
 
-static const KsmctlCommand commands[] = {
-    { "status", "a short summary: state, memory saved, ratios, scan rate", ksmctl_cmd_status },
+static const CliCommand commands[] = {
+    { "status", "a short summary: state, memory saved, ratios, scan rate", cli_cmd_status },
     { "stats", "every KSM knob and counter, derived figures, QEMU processes "
-               "(--json, --prometheus)", ksmctl_cmd_stats },
-    { "set", "change knobs: ksmctl set KNOB=VALUE... (root)", ksmctl_cmd_set },
-    { "watch", "live view with merge rate, scan rate and ksmd CPU", ksmctl_cmd_watch },
-    { "save", "save every knob (for restore)", ksmctl_cmd_save },
-    { "restore", "put saved knobs back (root)", ksmctl_cmd_restore },
+               "(--json, --prometheus)", cli_cmd_stats },
+    { "set", "change knobs: samepage set KNOB=VALUE... (root)", cli_cmd_set },
+    { "watch", "live view with merge rate, scan rate and ksmd CPU", cli_cmd_watch },
+    { "save", "save every knob (for restore)", cli_cmd_save },
+    { "restore", "put saved knobs back (root)", cli_cmd_restore },
     /* Reserved: implemented in their own cmd-*.c files by their owners. */
     { "unmerge", "unmerge safely: --all (the host, root), --domain NAME or --pid PID "
-                 "(one guest via QMP)", ksmctl_cmd_unmerge },
+                 "(one guest via QMP)", cli_cmd_unmerge },
     { "estimate", "how much memory could merge: a page census of processes "
-                  "(--pid, --all-qemu, --domain; root)", ksmctl_cmd_estimate },
+                  "(--pid, --all-qemu, --domain; root)", cli_cmd_estimate },
     { "tune", "samepage's scan policy: converge fast, then scan slowly (root; "
-              "foreground)", ksmctl_cmd_tune },
+              "foreground)", cli_cmd_tune },
 };
 
-static const KsmctlCommand *find_command(const char *name)
+static const CliCommand *find_command(const char *name)
 {
     for (guint i = 0; i < G_N_ELEMENTS(commands); i++) {
         if (strcmp(commands[i].name, name) == 0) {
@@ -51,7 +51,7 @@ static char *global_description(void)
         }
     }
     g_string_append(text,
-                    "\n'ksmctl COMMAND --help' describes each command.\n"
+                    "\n'samepage COMMAND --help' describes each command.\n"
                     "\nExit status:\n"
                     "  0  success\n"
                     "  1  failure (including permission: knob writes need root)\n"
@@ -62,11 +62,11 @@ static char *global_description(void)
 
 int main(int argc, char **argv)
 {
-    KsmctlGlobal global = { 0 };
+    CliGlobal global = { 0 };
     int status;
 
     setlocale(LC_ALL, "");
-    g_set_prgname("ksmctl");
+    g_set_prgname("samepage");
 
     {
         g_autoptr(GOptionContext) octx = g_option_context_new("COMMAND [ARGS…]");
@@ -74,28 +74,28 @@ int main(int argc, char **argv)
 
         g_option_context_set_summary(octx, "Inspect and control Linux KSM (kernel samepage merging).");
         g_option_context_set_description(octx, description);
-        g_option_context_set_main_group(octx, ksmctl_global_option_group(&global));
+        g_option_context_set_main_group(octx, cli_global_option_group(&global));
         /* Stop at the command name: what follows are the command's own options. */
         g_option_context_set_strict_posix(octx, TRUE);
-        if (!ksmctl_parse_options(octx, &argc, &argv)) {
-            status = KSMCTL_EXIT_USAGE;
+        if (!cli_parse_options(octx, &argc, &argv)) {
+            status = CLI_EXIT_USAGE;
             goto out;
         }
         if (argc < 2) {
             g_autofree char *help = g_option_context_get_help(octx, TRUE, NULL);
             fputs(help, stderr);
-            status = KSMCTL_EXIT_USAGE;
+            status = CLI_EXIT_USAGE;
             goto out;
         }
     }
 
-    const KsmctlCommand *command = find_command(argv[1]);
+    const CliCommand *command = find_command(argv[1]);
     if (!command) {
-        status = ksmctl_fail(KSMCTL_EXIT_USAGE,
-                             "unknown command '%s' (see 'ksmctl --help')", argv[1]);
+        status = cli_fail(CLI_EXIT_USAGE,
+                             "unknown command '%s' (see 'samepage --help')", argv[1]);
     } else if (!command->run) {
-        status = ksmctl_fail(KSMCTL_EXIT_FAILURE,
-                             "'%s' is not available in this build of ksmctl", command->name);
+        status = cli_fail(CLI_EXIT_FAILURE,
+                             "'%s' is not available in this build of samepage", command->name);
     } else {
         status = command->run(&global, argc - 1, argv + 1);
     }

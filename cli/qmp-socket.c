@@ -8,7 +8,7 @@
  *   -mon chardev=ID,mode=control
  * QEMU option values escape a comma as ",,"; options may be spelled with
  * one dash or two.  Reading /proc/PID/cmdline is not KSM business, so this
- * is ksmctl's own code.
+ * is samepage's own code.
  */
 #include <string.h>
 #include <unistd.h>
@@ -115,7 +115,7 @@ static char *chardev_socket(GHashTable *opts, const char *what, const char *cwd,
     return absolute(path, cwd);
 }
 
-char *ksmctl_qmp_socket_from_argv(const char *const *argv, guint argc, const char *cwd,
+char *cli_qmp_socket_from_argv(const char *const *argv, guint argc, const char *cwd,
                                   GError **error)
 {
     g_autoptr(GHashTable) chardevs =
@@ -168,13 +168,13 @@ char *ksmctl_qmp_socket_from_argv(const char *const *argv, guint argc, const cha
             return path;
         }
     }
-    g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_NOT_FOUND,
+    g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_NOT_FOUND,
                 "no QMP unix socket server on the command line (-qmp unix:PATH,server=on or "
                 "-chardev socket,path=PATH,server=on with -mon mode=control)%s", why->str);
     return NULL;
 }
 
-char *ksmctl_qmp_socket_of_pid(const KsmContext *ctx, pid_t pid, GError **error)
+char *cli_qmp_socket_of_pid(const KsmContext *ctx, pid_t pid, GError **error)
 {
     g_autofree char *dir = g_strdup_printf("%s/%d", ksm_context_procfs(ctx), (int)pid);
     g_autofree char *cmdline_path = g_build_filename(dir, "cmdline", NULL);
@@ -183,7 +183,7 @@ char *ksmctl_qmp_socket_of_pid(const KsmContext *ctx, pid_t pid, GError **error)
     gsize len = 0;
 
     if (!g_file_get_contents(cmdline_path, &text, &len, NULL) || len == 0) {
-        g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_NOT_FOUND,
+        g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_NOT_FOUND,
                     "no process %d (or it has no command line)", (int)pid);
         return NULL;
     }
@@ -193,13 +193,13 @@ char *ksmctl_qmp_socket_of_pid(const KsmContext *ctx, pid_t pid, GError **error)
     }
     g_autofree char *exe = g_path_get_basename(argv->pdata[0]);
     if (!g_str_has_prefix(exe, "qemu-system-") && strcmp(exe, "qemu-kvm") != 0) {
-        g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_NOT_FOUND,
+        g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_NOT_FOUND,
                     "process %d is %s, not QEMU", (int)pid, exe);
         return NULL;
     }
     /* A relative socket path is relative to QEMU's working directory. */
     g_autofree char *cwd = g_file_read_link(cwd_link, NULL);
-    char *path = ksmctl_qmp_socket_from_argv((const char *const *)argv->pdata, argv->len,
+    char *path = cli_qmp_socket_from_argv((const char *const *)argv->pdata, argv->len,
                                              cwd, error);
     if (!path) {
         g_prefix_error(error, "QEMU process %d: ", (int)pid);

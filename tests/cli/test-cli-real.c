@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * test-ksmctl-real.c: `ksmctl stats --json` on the running kernel lists
+ * test-cli-real.c: `samepage stats --json` on the running kernel lists
  * every file that exists in /sys/kernel/mm/ksm.
  *
  * The directory listing here is the independent oracle: it only reads the
  * names (never a value, never a write), so it does not bypass libksm for
- * anything ksmctl does.  Exit 77 (skip) with the reason when not root or
+ * anything samepage does.  Exit 77 (skip) with the reason when not root or
  * when this kernel has no KSM.
  */
 #include <glib.h>
@@ -36,10 +36,10 @@ static int run(const char *const *argv, char **out, int *exit_status)
 
     if (!g_spawn_sync(NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, out, &err,
                       &wait_status, &error)) {
-        return fail("cannot run ksmctl", error->message);
+        return fail("cannot run samepage", error->message);
     }
     if (!WIFEXITED(wait_status)) {
-        return fail("ksmctl did not exit normally", err);
+        return fail("samepage did not exit normally", err);
     }
     *exit_status = WEXITSTATUS(wait_status);
     if (*exit_status != 0) {
@@ -50,10 +50,10 @@ static int run(const char *const *argv, char **out, int *exit_status)
 
 int main(void)
 {
-    const char *ksmctl = g_getenv("KSMCTL");
+    const char *samepage = g_getenv("SAMEPAGE_CLI");
 
-    if (!ksmctl) {
-        return fail("KSMCTL is not set", NULL);
+    if (!samepage) {
+        return fail("SAMEPAGE_CLI is not set", NULL);
     }
     if (geteuid() != 0) {
         return skip("not root");
@@ -64,14 +64,14 @@ int main(void)
 
     g_autofree char *out = NULL;
     int status = 0;
-    const char *const stats[] = { ksmctl, "stats", "--json", NULL };
+    const char *const stats[] = { samepage, "stats", "--json", NULL };
     if (run(stats, &out, &status) != 0 || status != 0) {
-        return fail("ksmctl stats --json failed", NULL);
+        return fail("samepage stats --json failed", NULL);
     }
     g_autoptr(JsonParser) parser = json_parser_new();
     g_autoptr(GError) error = NULL;
     if (!json_parser_load_from_data(parser, out, -1, &error)) {
-        return fail("ksmctl stats --json is not JSON", error->message);
+        return fail("samepage stats --json is not JSON", error->message);
     }
     JsonObject *root = json_node_get_object(json_parser_get_root(parser));
     JsonObject *sections[3] = {
@@ -102,24 +102,24 @@ int main(void)
             found = found || json_object_has_member(sections[i], name);
         }
         if (!found) {
-            fprintf(stderr, "FAIL: %s is not in ksmctl stats --json\n", name);
+            fprintf(stderr, "FAIL: %s is not in samepage stats --json\n", name);
             missing++;
         }
     }
     if (missing) {
         return 1;
     }
-    printf("ok: all %u files of " KSM_DIR " are in ksmctl stats --json\n", files);
+    printf("ok: all %u files of " KSM_DIR " are in samepage stats --json\n", files);
 
     /* status and the other formats work on this kernel too. */
-    const char *const status_argv[] = { ksmctl, "status", NULL };
-    const char *const prom_argv[] = { ksmctl, "stats", "--prometheus", NULL };
+    const char *const status_argv[] = { samepage, "status", NULL };
+    const char *const prom_argv[] = { samepage, "stats", "--prometheus", NULL };
     g_autofree char *status_out = NULL, *prom_out = NULL;
     if (run(status_argv, &status_out, &status) != 0 || status != 0) {
-        return fail("ksmctl status failed", NULL);
+        return fail("samepage status failed", NULL);
     }
     if (run(prom_argv, &prom_out, &status) != 0 || status != 0) {
-        return fail("ksmctl stats --prometheus failed", NULL);
+        return fail("samepage stats --prometheus failed", NULL);
     }
     printf("ok: status and stats --prometheus exit 0\n");
     return 0;

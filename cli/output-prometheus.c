@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * output-prometheus.c: `ksmctl stats --prometheus`, the Prometheus text
+ * output-prometheus.c: `samepage stats --prometheus`, the Prometheus text
  * exposition format (version 0.0.4), for node_exporter's textfile collector:
  *
- *   ksmctl stats --prometheus > /var/lib/node_exporter/ksm.prom.$$ &&
+ *   samepage stats --prometheus > /var/lib/node_exporter/ksm.prom.$$ &&
  *       mv /var/lib/node_exporter/ksm.prom.$$ /var/lib/node_exporter/ksm.prom
  *
  * Naming follows Prometheus conventions: base units in the name (seconds,
@@ -12,7 +12,7 @@
  */
 #include <string.h>
 
-#include "ksmctl.h"
+#include "cli.h"
 
 /* How each known KSM file becomes a metric. */
 typedef struct {
@@ -52,7 +52,7 @@ static const MetricSpec host_metrics[KSM_FIELD__COUNT] = {
     [KSM_FIELD_GENERAL_PROFIT] = { "ksm_general_profit_bytes", "gauge", 1 },
 };
 
-char *ksmctl_prometheus_escape_label(const char *value)
+char *cli_prometheus_escape_label(const char *value)
 {
     GString *out = g_string_sized_new(strlen(value) + 2);
 
@@ -75,7 +75,7 @@ char *ksmctl_prometheus_escape_label(const char *value)
     return g_string_free(out, FALSE);
 }
 
-char *ksmctl_prometheus_escape_help(const char *text)
+char *cli_prometheus_escape_help(const char *text)
 {
     GString *out = g_string_sized_new(strlen(text) + 2);
 
@@ -94,7 +94,7 @@ char *ksmctl_prometheus_escape_help(const char *text)
 
 static void family(GString *out, const char *metric, const char *type, const char *help)
 {
-    g_autofree char *escaped = ksmctl_prometheus_escape_help(help);
+    g_autofree char *escaped = cli_prometheus_escape_help(help);
     g_string_append_printf(out, "# HELP %s %s\n# TYPE %s %s\n", metric, escaped, metric, type);
 }
 
@@ -173,10 +173,10 @@ static void unknown_files(GString *out, const KsmSnapshot *snap)
         }
         if (!numeric_family) {
             family(out, "ksm_unknown_file_value", "gauge",
-                   "A file in /sys/kernel/mm/ksm this ksmctl does not know, with an integer value");
+                   "A file in /sys/kernel/mm/ksm this samepage does not know, with an integer value");
             numeric_family = TRUE;
         }
-        g_autofree char *file = ksmctl_prometheus_escape_label(names[i]);
+        g_autofree char *file = cli_prometheus_escape_label(names[i]);
         g_autofree char *labels = g_strdup_printf("{file=\"%s\"}", file);
         sample_int(out, "ksm_unknown_file_value", labels, value);
     }
@@ -188,17 +188,17 @@ static void unknown_files(GString *out, const KsmSnapshot *snap)
         }
         if (!info_family) {
             family(out, "ksm_unknown_file_info", "gauge",
-                   "A file in /sys/kernel/mm/ksm this ksmctl does not know; its raw text is the value label");
+                   "A file in /sys/kernel/mm/ksm this samepage does not know; its raw text is the value label");
             info_family = TRUE;
         }
-        g_autofree char *file = ksmctl_prometheus_escape_label(names[i]);
-        g_autofree char *text = ksmctl_prometheus_escape_label(raw);
+        g_autofree char *file = cli_prometheus_escape_label(names[i]);
+        g_autofree char *text = cli_prometheus_escape_label(raw);
         g_autofree char *labels = g_strdup_printf("{file=\"%s\",value=\"%s\"}", file, text);
         sample_int(out, "ksm_unknown_file_info", labels, 1);
     }
 }
 
-static void derived_figures(GString *out, const KsmctlReport *report)
+static void derived_figures(GString *out, const CliReport *report)
 {
     const KsmDerived *d = &report->derived;
 
@@ -220,7 +220,7 @@ static void derived_figures(GString *out, const KsmctlReport *report)
            "Memory saved minus metadata (general_profit when the kernel has it, else computed)");
     sample_int(out, "ksm_profit_bytes", NULL, d->profit_bytes);
 
-    double rate = ksmctl_scan_pages_per_second(report->snap);
+    double rate = cli_scan_pages_per_second(report->snap);
     if (rate >= 0) {
         family(out, "ksm_scan_limit_pages_per_second", "gauge",
                "pages_to_scan / sleep_millisecs: the most ksmd scans per second");
@@ -234,9 +234,9 @@ static void derived_figures(GString *out, const KsmctlReport *report)
     }
 }
 
-static char *process_labels(const KsmctlProcess *proc)
+static char *process_labels(const CliProcess *proc)
 {
-    g_autofree char *guest = ksmctl_prometheus_escape_label(proc->guest ? proc->guest : "");
+    g_autofree char *guest = cli_prometheus_escape_label(proc->guest ? proc->guest : "");
     return g_strdup_printf("{pid=\"%d\",guest=\"%s\"}", (int)proc->pid, guest);
 }
 
@@ -260,7 +260,7 @@ static void process_figures(GString *out, const GPtrArray *processes)
     for (guint f = 0; f < G_N_ELEMENTS(per_process); f++) {
         gboolean started = FALSE;
         for (guint i = 0; i < processes->len; i++) {
-            const KsmctlProcess *proc = g_ptr_array_index(processes, i);
+            const CliProcess *proc = g_ptr_array_index(processes, i);
             if (proc->error || !proc->stat.present[per_process[f].field]) {
                 continue;
             }
@@ -275,7 +275,7 @@ static void process_figures(GString *out, const GPtrArray *processes)
 
     gboolean started = FALSE;
     for (guint i = 0; i < processes->len; i++) {
-        const KsmctlProcess *proc = g_ptr_array_index(processes, i);
+        const CliProcess *proc = g_ptr_array_index(processes, i);
         if (proc->error || proc->stat.mergeable < 0) {
             continue;
         }
@@ -289,7 +289,7 @@ static void process_figures(GString *out, const GPtrArray *processes)
     }
 }
 
-char *ksmctl_report_to_prometheus(const KsmctlReport *report)
+char *cli_report_to_prometheus(const CliReport *report)
 {
     GString *out = g_string_new(NULL);
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * cmd-estimate.c: `ksmctl estimate`: how much memory KSM could merge in a
+ * cmd-estimate.c: `samepage estimate`: how much memory KSM could merge in a
  * set of processes, next to what it has merged there.
  *
  * The page census itself (reading the processes' memory, hashing,
@@ -19,7 +19,7 @@
 #include <unistd.h>
 #include <json-glib/json-glib.h>
 
-#include "ksmctl.h"
+#include "cli.h"
 
 #define LARGE_INPUT (G_GUINT64_CONSTANT(4) << 30)   /* progress even without a tty */
 
@@ -49,8 +49,8 @@ static void on_progress(const KsmCensusProgress *p, gpointer data)
         return;
     }
     guint percent = p->bytes_total ? (guint)(p->bytes_done * 100 / p->bytes_total) : 0;
-    g_autofree char *done = ksmctl_format_bytes((gint64)p->bytes_done);
-    g_autofree char *total = ksmctl_format_bytes((gint64)p->bytes_total);
+    g_autofree char *done = cli_format_bytes((gint64)p->bytes_done);
+    g_autofree char *total = cli_format_bytes((gint64)p->bytes_total);
     double secs = (double)(now - pr->start_us) / 1e6;
     double rate = secs > 0 ? (double)p->bytes_done / secs / 1e9 : 0;
 
@@ -124,7 +124,7 @@ static int select_targets(const KsmContext *ctx, char **pids, gboolean all_qemu,
         errno = 0;
         long pid = strtol(pids[i], &end, 10);
         if (errno || *end || end == pids[i] || pid <= 0 || pid > G_MAXINT32) {
-            return ksmctl_fail(KSMCTL_EXIT_USAGE, "--pid '%s' is not a process id", pids[i]);
+            return cli_fail(CLI_EXIT_USAGE, "--pid '%s' is not a process id", pids[i]);
         }
         add_target(sel, (pid_t)pid);
     }
@@ -138,23 +138,23 @@ static int select_targets(const KsmContext *ctx, char **pids, gboolean all_qemu,
             }
         }
         if (!found) {
-            return ksmctl_fail(KSMCTL_EXIT_FAILURE,
+            return cli_fail(CLI_EXIT_FAILURE,
                                "no QEMU process runs a guest named '%s' (-name)", domains[d]);
         }
     }
     if (all_qemu) {
         if (qemus->len == 0) {
-            return ksmctl_fail(KSMCTL_EXIT_FAILURE, "--all-qemu: no QEMU process is running");
+            return cli_fail(CLI_EXIT_FAILURE, "--all-qemu: no QEMU process is running");
         }
         for (guint i = 0; i < qemus->len; i++) {
             add_target(sel, ((const KsmQemuProcess *)g_ptr_array_index(qemus, i))->pid);
         }
     }
     if (sel->targets->len == 0) {
-        return ksmctl_fail(KSMCTL_EXIT_USAGE,
+        return cli_fail(CLI_EXIT_USAGE,
                            "say which processes: --pid PID, --all-qemu or --domain NAME");
     }
-    return KSMCTL_EXIT_OK;
+    return CLI_EXIT_OK;
 }
 
 static const char *zero_mode_name(KsmCensusZeroMode mode)
@@ -299,7 +299,7 @@ static char *to_json(const KsmCensus *s, GHashTable *guests)
 
 static char *pages_text(const KsmCensus *s, guint64 pages)
 {
-    return ksmctl_format_bytes((gint64)ksm_census_bytes(s, pages));
+    return cli_format_bytes((gint64)ksm_census_bytes(s, pages));
 }
 
 static char *to_table(const KsmCensus *s, GHashTable *guests)
@@ -370,7 +370,7 @@ static char *to_table(const KsmCensus *s, GHashTable *guests)
 
 /* ---- the command ------------------------------------------------------------ */
 
-int ksmctl_cmd_estimate(KsmctlGlobal *global, int argc, char **argv)
+int cli_cmd_estimate(CliGlobal *global, int argc, char **argv)
 {
     g_auto(GStrv) pids = NULL;
     g_auto(GStrv) domains = NULL;
@@ -392,26 +392,26 @@ int ksmctl_cmd_estimate(KsmctlGlobal *global, int argc, char **argv)
         { NULL },
     };
     g_autoptr(GOptionContext) octx =
-        ksmctl_option_context_new(global, "estimate", "",
+        cli_option_context_new(global, "estimate", "",
                                   "Read the private anonymous memory of processes (root), hash\n"
                                   "every page (XXH3), confirm duplicates byte for byte, and say\n"
                                   "how much merging could free: zero pages, pages duplicated\n"
                                   "within and across processes, next to what KSM has merged.\n"
                                   "Progress goes to stderr; the result to stdout.", entries);
 
-    if (!ksmctl_parse_options(octx, &argc, &argv)) {
-        return KSMCTL_EXIT_USAGE;
+    if (!cli_parse_options(octx, &argc, &argv)) {
+        return CLI_EXIT_USAGE;
     }
     if (argc > 1) {
-        return ksmctl_fail(KSMCTL_EXIT_USAGE, "estimate takes no arguments, got '%s'", argv[1]);
+        return cli_fail(CLI_EXIT_USAGE, "estimate takes no arguments, got '%s'", argv[1]);
     }
     KsmCensusOptions opts;
     ksm_census_options_init(&opts);
     if (limit && !parse_size(limit, &opts.byte_limit)) {
-        return ksmctl_fail(KSMCTL_EXIT_USAGE, "--limit '%s' is not a size (e.g. 512M, 4G)", limit);
+        return cli_fail(CLI_EXIT_USAGE, "--limit '%s' is not a size (e.g. 512M, 4G)", limit);
     }
 
-    g_autoptr(KsmContext) ctx = ksmctl_context_new(global);
+    g_autoptr(KsmContext) ctx = cli_context_new(global);
     Selection sel = {
         .targets = g_array_new(FALSE, FALSE, sizeof(KsmCensusTarget)),
         .guests = g_hash_table_new_full(NULL, NULL, NULL, g_free),
@@ -419,7 +419,7 @@ int ksmctl_cmd_estimate(KsmctlGlobal *global, int argc, char **argv)
     g_autoptr(GArray) targets_owner = sel.targets;
     g_autoptr(GHashTable) guests_owner = sel.guests;
     int status = select_targets(ctx, pids, all_qemu, domains, &sel);
-    if (status != KSMCTL_EXIT_OK) {
+    if (status != CLI_EXIT_OK) {
         return status;
     }
 
@@ -441,12 +441,12 @@ int ksmctl_cmd_estimate(KsmctlGlobal *global, int argc, char **argv)
     g_autoptr(GError) error = NULL;
     g_autoptr(KsmCensus) census = ksm_census_run(ctx, &opts, &error);
     if (!census) {
-        return ksmctl_fail_error(error);
+        return cli_fail_error(error);
     }
     g_autofree char *text = as_json ? to_json(census, sel.guests) : to_table(census, sel.guests);
     fputs(text, stdout);
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        return ksmctl_fail(KSMCTL_EXIT_FAILURE, "cannot write the output: %s", g_strerror(errno));
+        return cli_fail(CLI_EXIT_FAILURE, "cannot write the output: %s", g_strerror(errno));
     }
-    return KSMCTL_EXIT_OK;
+    return CLI_EXIT_OK;
 }

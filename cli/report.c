@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * report.c: read everything `ksmctl stats` shows, once, so the table, JSON
+ * report.c: read everything `samepage stats` shows, once, so the table, JSON
  * and Prometheus outputs describe the same moment.
  */
-#include "ksmctl.h"
+#include "cli.h"
 
 static void process_free(gpointer data)
 {
-    KsmctlProcess *proc = data;
+    CliProcess *proc = data;
 
     g_free(proc->guest);
     g_free(proc->exe);
@@ -18,8 +18,8 @@ static void process_free(gpointer data)
 
 static gint compare_pid(gconstpointer a, gconstpointer b)
 {
-    const KsmctlProcess *pa = *(KsmctlProcess *const *)a;
-    const KsmctlProcess *pb = *(KsmctlProcess *const *)b;
+    const CliProcess *pa = *(CliProcess *const *)a;
+    const CliProcess *pb = *(CliProcess *const *)b;
     return (pa->pid > pb->pid) - (pa->pid < pb->pid);
 }
 
@@ -31,7 +31,7 @@ static GPtrArray *collect_processes(const KsmContext *ctx)
     for (guint i = 0; found && i < found->len; i++) {
         const KsmQemuProcess *qemu = g_ptr_array_index(found, i);
         g_autoptr(GError) error = NULL;
-        KsmctlProcess *proc = g_new0(KsmctlProcess, 1);
+        CliProcess *proc = g_new0(CliProcess, 1);
 
         /* ksm_proc_stat_read initialises proc->stat itself. */
         if (!ksm_proc_stat_read(ctx, qemu->pid, &proc->stat, &error)) {
@@ -52,10 +52,10 @@ static GPtrArray *collect_processes(const KsmContext *ctx)
     return processes;
 }
 
-KsmctlReport *ksmctl_report_collect(const KsmContext *ctx, gboolean with_processes,
+CliReport *cli_report_collect(const KsmContext *ctx, gboolean with_processes,
                                     GError **error)
 {
-    g_autoptr(KsmctlReport) report = g_new0(KsmctlReport, 1);
+    g_autoptr(CliReport) report = g_new0(CliReport, 1);
 
     report->snap = ksm_snapshot_read(ctx, error);
     if (!report->snap) {
@@ -76,7 +76,7 @@ KsmctlReport *ksmctl_report_collect(const KsmContext *ctx, gboolean with_process
     return g_steal_pointer(&report);
 }
 
-void ksmctl_report_free(KsmctlReport *report)
+void cli_report_free(CliReport *report)
 {
     if (!report) {
         return;

@@ -50,13 +50,13 @@ static gint64 merging_pages(const KsmContext *ctx, pid_t pid)
 }
 
 /* The job's entry in query-jobs, or NULL when it is gone. */
-static JsonObject *find_job(KsmctlQmp *qmp, const char *job_id, GError **error)
+static JsonObject *find_job(CliQmp *qmp, const char *job_id, GError **error)
 {
     g_autoptr(JsonNode) jobs = qmp->execute(qmp, "query-jobs", NULL, error);
 
     if (!jobs || !JSON_NODE_HOLDS_ARRAY(jobs)) {
         if (jobs) {
-            g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_FAILED,
+            g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED,
                         "query-jobs returned no list");
         }
         return NULL;
@@ -72,7 +72,7 @@ static JsonObject *find_job(KsmctlQmp *qmp, const char *job_id, GError **error)
     return NULL;
 }
 
-static void job_command(KsmctlQmp *qmp, const char *command, const char *job_id)
+static void job_command(CliQmp *qmp, const char *command, const char *job_id)
 {
     g_autoptr(JsonObject) args = json_object_new();
     g_autoptr(GError) error = NULL;
@@ -80,11 +80,11 @@ static void job_command(KsmctlQmp *qmp, const char *command, const char *job_id)
     json_object_set_string_member(args, "id", job_id);
     g_autoptr(JsonNode) r = qmp->execute(qmp, command, args, &error);
     if (!r) {
-        fprintf(stderr, "ksmctl: %s %s: %s\n", command, job_id, error->message);
+        fprintf(stderr, "samepage: %s %s: %s\n", command, job_id, error->message);
     }
 }
 
-static void wait_job(KsmctlQmp *qmp, const char *job_id, guint timeout_s, JobEnd *end)
+static void wait_job(CliQmp *qmp, const char *job_id, guint timeout_s, JobEnd *end)
 {
     gint64 deadline = g_get_monotonic_time() + (gint64)timeout_s * G_USEC_PER_SEC;
     gint64 give_up = G_MAXINT64;
@@ -110,7 +110,7 @@ static void wait_job(KsmctlQmp *qmp, const char *job_id, guint timeout_s, JobEnd
         end->progress = json_object_get_int_member_with_default(job, "current-progress", 0);
         end->total = json_object_get_int_member_with_default(job, "total-progress", 0);
         if (tty && end->total > 0) {
-            fprintf(stderr, "\rksmctl: unmerging %3d%%",
+            fprintf(stderr, "\rsamepage: unmerging %3d%%",
                     (int)(100 * end->progress / end->total));
         }
         if (strcmp(status, "concluded") == 0 || strcmp(status, "null") == 0) {
@@ -134,7 +134,7 @@ static void wait_job(KsmctlQmp *qmp, const char *job_id, guint timeout_s, JobEnd
         gint64 now = g_get_monotonic_time();
         if (!cancelled && (interrupted || now >= deadline)) {
             timed_out = !interrupted;
-            fprintf(stderr, "ksmctl: %s: cancelling job %s\n",
+            fprintf(stderr, "samepage: %s: cancelling job %s\n",
                     timed_out ? "timeout" : "interrupted", job_id);
             job_command(qmp, "job-cancel", job_id);
             cancelled = TRUE;
@@ -148,7 +148,7 @@ static void wait_job(KsmctlQmp *qmp, const char *job_id, guint timeout_s, JobEnd
     }
 }
 
-static void print_outcome(const KsmctlGuestUnmergeOptions *opts, const char *kind,
+static void print_outcome(const CliGuestUnmergeOptions *opts, const char *kind,
                           const char *target, pid_t pid, const char *job_id, const JobEnd *end,
                           gint64 before, gint64 after, gint64 duration_ms)
 {
@@ -203,10 +203,10 @@ static void print_outcome(const KsmctlGuestUnmergeOptions *opts, const char *kin
     printf("%s\n", text);
 }
 
-int ksmctl_guest_unmerge(KsmctlQmp *qmp, const KsmContext *ctx, const char *kind,
-                         const char *target, pid_t pid, const KsmctlGuestUnmergeOptions *opts)
+int cli_guest_unmerge(CliQmp *qmp, const KsmContext *ctx, const char *kind,
+                         const char *target, pid_t pid, const CliGuestUnmergeOptions *opts)
 {
-    g_autofree char *job_id = g_strdup_printf("ksmctl-unmerge-%d-%" G_GINT64_FORMAT,
+    g_autofree char *job_id = g_strdup_printf("samepage-unmerge-%d-%" G_GINT64_FORMAT,
                                               (int)getpid(), g_get_real_time() / 1000);
     g_autoptr(JsonObject) args = json_object_new();
     g_autoptr(GError) error = NULL;
@@ -233,13 +233,13 @@ int ksmctl_guest_unmerge(KsmctlQmp *qmp, const KsmContext *ctx, const char *kind
         r = qmp->execute(qmp, "ksm-unmerge", args, &error);
     }
     if (!r) {
-        if (g_error_matches(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_NO_COMMAND)) {
+        if (g_error_matches(error, CLI_QMP_ERROR, CLI_QMP_ERROR_NO_COMMAND)) {
             end.result = "unsupported";
             end.error = g_strdup_printf("this QEMU has no ksm-unmerge command (it is not "
                                         "samepage's QEMU build): %s", error->message);
         } else {
             /* QEMU's headroom refusal says how much it needs and has. */
-            end.result = g_error_matches(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_COMMAND)
+            end.result = g_error_matches(error, CLI_QMP_ERROR, CLI_QMP_ERROR_COMMAND)
                 ? "refused" : "failed";
             end.error = g_strdup(error->message);
         }
@@ -257,10 +257,10 @@ int ksmctl_guest_unmerge(KsmctlQmp *qmp, const KsmContext *ctx, const char *kind
     gint64 duration_ms = (g_get_monotonic_time() - started) / 1000;
     print_outcome(opts, kind, target, pid, job_id, &end, before, after, duration_ms);
     if (strcmp(end.result, "done") != 0 && !opts->json) {
-        fprintf(stderr, "ksmctl: unmerge %s%s%s\n", end.result, end.error ? ": " : "",
+        fprintf(stderr, "samepage: unmerge %s%s%s\n", end.result, end.error ? ": " : "",
                 end.error ? end.error : "");
     }
-    int status = strcmp(end.result, "done") == 0 ? KSMCTL_EXIT_OK : KSMCTL_EXIT_FAILURE;
+    int status = strcmp(end.result, "done") == 0 ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
     g_free(end.error);
     return status;
 }

@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * test-ksmctl.c: run the built ksmctl against a fake sysfs/procfs tree.
+ * test-cli.c: run the built samepage against a fake sysfs/procfs tree.
  *
  * The tree copies the real layout:
  *   <root>/sys/kernel/mm/ksm/<file>       every file of Linux 6.18, plus
  *                                         two a future kernel might add
  *   <root>/proc/<pid>/{cmdline,comm,stat,ksm_stat,ksm_merging_pages}
- * ksmctl is driven as a program (exit codes, stdout, stderr), the way
- * operators and scripts use it.  $KSMCTL names the binary.
+ * samepage is driven as a program (exit codes, stdout, stderr), the way
+ * operators and scripts use it.  $SAMEPAGE_CLI names the binary.
  */
 #include <errno.h>
 #include <glib.h>
@@ -119,9 +119,9 @@ static void tree_setup(Tree *t, gconstpointer data)
 {
     gboolean empty = data != NULL;
 
-    t->root = g_dir_make_tmp("ksmctl-test-XXXXXX", NULL);
+    t->root = g_dir_make_tmp("samepage-test-XXXXXX", NULL);
     g_assert_nonnull(t->root);
-    /* Readable by all: one test runs ksmctl as an unprivileged user. */
+    /* Readable by all: one test runs samepage as an unprivileged user. */
     g_assert_cmpint(g_chmod(t->root, 0755), ==, 0);
     t->sysfs = g_build_filename(t->root, "sys", NULL);
     t->procfs = g_build_filename(t->root, "proc", NULL);
@@ -184,18 +184,18 @@ static void tree_teardown(Tree *t, gconstpointer data)
     g_free(t->ksm_dir);
 }
 
-static const char *ksmctl_path(void)
+static const char *cli_path(void)
 {
-    const char *path = g_getenv("KSMCTL");
+    const char *path = g_getenv("SAMEPAGE_CLI");
     g_assert_nonnull(path);
     return path;
 }
 
 /*
- * Run ksmctl with the fake roots and the given arguments (NULL-terminated).
+ * Run samepage with the fake roots and the given arguments (NULL-terminated).
  * prefix (may be NULL) is prepended to the command, e.g. setpriv.
  */
-static int run_ksmctl_argv(const Tree *t, const char *const *prefix, const char *const *args,
+static int run_cli_argv(const Tree *t, const char *const *prefix, const char *const *args,
                            char **out, char **err)
 {
     g_autoptr(GPtrArray) argv = g_ptr_array_new();
@@ -208,7 +208,7 @@ static int run_ksmctl_argv(const Tree *t, const char *const *prefix, const char 
     for (guint i = 0; prefix && prefix[i]; i++) {
         g_ptr_array_add(argv, (char *)prefix[i]);
     }
-    g_ptr_array_add(argv, (char *)ksmctl_path());
+    g_ptr_array_add(argv, (char *)cli_path());
     g_ptr_array_add(argv, sysfs_arg);
     g_ptr_array_add(argv, procfs_arg);
     for (guint i = 0; args[i]; i++) {
@@ -219,7 +219,7 @@ static int run_ksmctl_argv(const Tree *t, const char *const *prefix, const char 
     g_spawn_sync(NULL, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL,
                  &stdout_text, &stderr_text, &wait_status, &error);
     g_assert_no_error(error);
-    g_test_message("ksmctl %s ... -> status %d\nstdout:\n%s\nstderr:\n%s",
+    g_test_message("samepage %s ... -> status %d\nstdout:\n%s\nstderr:\n%s",
                    args[0] ? args[0] : "", wait_status, stdout_text, stderr_text);
     g_assert_true(WIFEXITED(wait_status));
     if (out) {
@@ -235,13 +235,13 @@ static int run_ksmctl_argv(const Tree *t, const char *const *prefix, const char 
     return WEXITSTATUS(wait_status);
 }
 
-#define run_ksmctl(t, out, err, ...) \
-    run_ksmctl_argv((t), NULL, (const char *const[]){ __VA_ARGS__, NULL }, (out), (err))
+#define run_cli(t, out, err, ...) \
+    run_cli_argv((t), NULL, (const char *const[]){ __VA_ARGS__, NULL }, (out), (err))
 
-/* Errors are one line, "ksmctl: <message>". */
+/* Errors are one line, "samepage: <message>". */
 static void assert_one_error_line(const char *err)
 {
-    g_assert_true(g_str_has_prefix(err, "ksmctl: "));
+    g_assert_true(g_str_has_prefix(err, "samepage: "));
     const char *newline = strchr(err, '\n');
     g_assert_nonnull(newline);
     g_assert_cmpstr(newline + 1, ==, "");
@@ -251,7 +251,7 @@ static void test_status(Tree *t, gconstpointer data)
 {
     g_autofree char *out = NULL;
 
-    g_assert_cmpint(run_ksmctl(t, &out, NULL, "status"), ==, 0);
+    g_assert_cmpint(run_cli(t, &out, NULL, "status"), ==, 0);
     g_assert_nonnull(strstr(out, "running"));
     /* 100 pages every 20 ms */
     g_assert_nonnull(strstr(out, "5000 pages/s"));
@@ -268,11 +268,11 @@ static void test_status(Tree *t, gconstpointer data)
     /* run=2 reads as unmerging, run=0 as stopped. */
     write_file(t->ksm_dir, "run", "2\n", -1);
     g_clear_pointer(&out, g_free);
-    g_assert_cmpint(run_ksmctl(t, &out, NULL, "status"), ==, 0);
+    g_assert_cmpint(run_cli(t, &out, NULL, "status"), ==, 0);
     g_assert_nonnull(strstr(out, "unmerging"));
     write_file(t->ksm_dir, "run", "0\n", -1);
     g_clear_pointer(&out, g_free);
-    g_assert_cmpint(run_ksmctl(t, &out, NULL, "status"), ==, 0);
+    g_assert_cmpint(run_cli(t, &out, NULL, "status"), ==, 0);
     g_assert_nonnull(strstr(out, "stopped"));
 }
 
@@ -293,7 +293,7 @@ static void test_stats_json(Tree *t, gconstpointer data)
     g_autoptr(JsonParser) parser = json_parser_new();
     g_autoptr(GError) error = NULL;
 
-    g_assert_cmpint(run_ksmctl(t, &out, NULL, "stats", "--json"), ==, 0);
+    g_assert_cmpint(run_cli(t, &out, NULL, "stats", "--json"), ==, 0);
     json_parser_load_from_data(parser, out, -1, &error);
     g_assert_no_error(error);
     JsonObject *root = json_node_get_object(json_parser_get_root(parser));
@@ -375,7 +375,7 @@ static void test_stats_prometheus(Tree *t, gconstpointer data)
     g_autofree char *current = NULL;
     guint samples = 0;
 
-    g_assert_cmpint(run_ksmctl(t, &out, NULL, "stats", "--prometheus"), ==, 0);
+    g_assert_cmpint(run_cli(t, &out, NULL, "stats", "--prometheus"), ==, 0);
     g_assert_true(g_str_has_suffix(out, "\n"));
     g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
     for (guint i = 0; lines[i] && lines[i][0]; i++) {
@@ -436,7 +436,7 @@ static void test_stats_table(Tree *t, gconstpointer data)
 {
     g_autofree char *out = NULL;
 
-    g_assert_cmpint(run_ksmctl(t, &out, NULL, "stats"), ==, 0);
+    g_assert_cmpint(run_cli(t, &out, NULL, "stats"), ==, 0);
     for (guint i = 0; i < G_N_ELEMENTS(ksm_files); i++) {
         g_assert_nonnull(strstr(out, ksm_files[i].name));
     }
@@ -446,7 +446,7 @@ static void test_stats_table(Tree *t, gconstpointer data)
 
     /* --json and --prometheus together is a usage error. */
     g_autofree char *err = NULL;
-    g_assert_cmpint(run_ksmctl(t, NULL, &err, "stats", "--json", "--prometheus"), ==, 2);
+    g_assert_cmpint(run_cli(t, NULL, &err, "stats", "--json", "--prometheus"), ==, 2);
     assert_one_error_line(err);
 }
 
@@ -454,7 +454,7 @@ static void test_set_good(Tree *t, gconstpointer data)
 {
     g_autofree char *out = NULL;
 
-    g_assert_cmpint(run_ksmctl(t, &out, NULL, "set", "pages_to_scan=500", "sleep_millisecs=50",
+    g_assert_cmpint(run_cli(t, &out, NULL, "set", "pages_to_scan=500", "sleep_millisecs=50",
                                "advisor_mode=scan-time"), ==, 0);
     g_assert_nonnull(strstr(out, "pages_to_scan: 100 -> 500\n"));
     g_assert_nonnull(strstr(out, "sleep_millisecs: 20 -> 50\n"));
@@ -512,7 +512,7 @@ static void test_set_bad(Tree *t, gconstpointer data)
 
     for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
         g_autofree char *err = NULL;
-        g_assert_cmpint(run_ksmctl(t, NULL, &err, "set", cases[i].first, cases[i].second), ==, 2);
+        g_assert_cmpint(run_cli(t, NULL, &err, "set", cases[i].first, cases[i].second), ==, 2);
         assert_one_error_line(err);
         g_assert_nonnull(strstr(err, cases[i].must_name));
         assert_unchanged(t, before);
@@ -520,12 +520,12 @@ static void test_set_bad(Tree *t, gconstpointer data)
 
     /* The range is named for out-of-range values. */
     g_autofree char *err = NULL;
-    g_assert_cmpint(run_ksmctl(t, NULL, &err, "set", "advisor_max_cpu=101"), ==, 2);
+    g_assert_cmpint(run_cli(t, NULL, &err, "set", "advisor_max_cpu=101"), ==, 2);
     g_assert_nonnull(strstr(err, "1..100"));
 
     /* No pairs at all. */
     g_clear_pointer(&err, g_free);
-    g_assert_cmpint(run_ksmctl(t, NULL, &err, "set"), ==, 2);
+    g_assert_cmpint(run_cli(t, NULL, &err, "set"), ==, 2);
     assert_one_error_line(err);
 }
 
@@ -534,7 +534,7 @@ static void test_set_not_root(Tree *t, gconstpointer data)
     g_autofree char *setpriv = g_find_program_in_path("setpriv");
 
     if (geteuid() != 0 || !setpriv) {
-        g_test_skip("needs root and setpriv to run ksmctl as another user");
+        g_test_skip("needs root and setpriv to run samepage as another user");
         return;
     }
     g_autoptr(GHashTable) before = ksm_dir_contents(t);
@@ -544,9 +544,9 @@ static void test_set_not_root(Tree *t, gconstpointer data)
     g_autofree char *err = NULL;
     g_autofree char *out = NULL;
 
-    int status = run_ksmctl_argv(t, prefix, args, &out, &err);
+    int status = run_cli_argv(t, prefix, args, &out, &err);
     if (status == 126 || status == 127 || strstr(err, "setpriv")) {
-        g_test_skip("setpriv could not run ksmctl as nobody here");
+        g_test_skip("setpriv could not run samepage as nobody here");
         return;
     }
     g_assert_cmpint(status, ==, 1);
@@ -570,7 +570,7 @@ static void test_no_ksm(Tree *t, gconstpointer data)
         g_autofree char *out = NULL;
         g_autofree char *err = NULL;
         const char *const args[] = { commands[i][0], commands[i][1], NULL };
-        g_assert_cmpint(run_ksmctl_argv(t, NULL, args, &out, &err), ==, 3);
+        g_assert_cmpint(run_cli_argv(t, NULL, args, &out, &err), ==, 3);
         assert_one_error_line(err);
         g_assert_nonnull(strstr(err, "KSM"));
         g_assert_cmpstr(out, ==, "");
@@ -583,29 +583,29 @@ static void test_usage(Tree *t, gconstpointer data)
     g_autofree char *out = NULL;
     g_autofree char *err = NULL;
 
-    g_assert_cmpint(run_ksmctl(t, &out, NULL, "--help"), ==, 0);
+    g_assert_cmpint(run_cli(t, &out, NULL, "--help"), ==, 0);
     g_assert_nonnull(strstr(out, "Exit status"));
     for (guint i = 0; i < G_N_ELEMENTS(commands); i++) {
         g_clear_pointer(&out, g_free);
-        g_assert_cmpint(run_ksmctl(t, &out, NULL, commands[i], "--help"), ==, 0);
+        g_assert_cmpint(run_cli(t, &out, NULL, commands[i], "--help"), ==, 0);
         g_assert_nonnull(strstr(out, commands[i]));
         g_assert_nonnull(strstr(out, "--sysfs-root"));
     }
-    g_assert_cmpint(run_ksmctl(t, NULL, &err, "frobnicate"), ==, 2);
+    g_assert_cmpint(run_cli(t, NULL, &err, "frobnicate"), ==, 2);
     assert_one_error_line(err);
     g_clear_pointer(&err, g_free);
-    g_assert_cmpint(run_ksmctl(t, NULL, &err, "stats", "--no-such-option"), ==, 2);
+    g_assert_cmpint(run_cli(t, NULL, &err, "stats", "--no-such-option"), ==, 2);
     assert_one_error_line(err);
     g_clear_pointer(&err, g_free);
-    g_assert_cmpint(run_ksmctl(t, NULL, &err, "status", "extra"), ==, 2);
+    g_assert_cmpint(run_cli(t, NULL, &err, "status", "extra"), ==, 2);
     g_clear_pointer(&err, g_free);
-    g_assert_cmpint(run_ksmctl(t, NULL, &err, "watch", "--interval=0"), ==, 2);
+    g_assert_cmpint(run_cli(t, NULL, &err, "watch", "--interval=0"), ==, 2);
     g_clear_pointer(&err, g_free);
-    g_assert_cmpint(run_ksmctl(t, NULL, &err, "watch", "--count=-1"), ==, 2);
+    g_assert_cmpint(run_cli(t, NULL, &err, "watch", "--count=-1"), ==, 2);
     /* No command at all. */
     const char *const none[] = { NULL };
     g_clear_pointer(&err, g_free);
-    g_assert_cmpint(run_ksmctl_argv(t, NULL, none, NULL, &err), ==, 2);
+    g_assert_cmpint(run_cli_argv(t, NULL, none, NULL, &err), ==, 2);
 }
 
 static void test_watch_count(Tree *t, gconstpointer data)
@@ -613,10 +613,10 @@ static void test_watch_count(Tree *t, gconstpointer data)
     g_autofree char *out = NULL;
 
     /* stdout is a pipe here: plain blocks, no terminal control sequences. */
-    g_assert_cmpint(run_ksmctl(t, &out, NULL, "watch", "--interval=0.05", "--count=3"), ==, 0);
+    g_assert_cmpint(run_cli(t, &out, NULL, "watch", "--interval=0.05", "--count=3"), ==, 0);
     g_assert_null(strchr(out, '\033'));
     guint blocks = 0;
-    for (const char *p = out; (p = strstr(p, "ksmctl watch:")); p++) {
+    for (const char *p = out; (p = strstr(p, "samepage watch:")); p++) {
         blocks++;
     }
     g_assert_cmpuint(blocks, ==, 3);
@@ -630,7 +630,7 @@ static void test_watch_sigint(Tree *t, gconstpointer data)
 {
     g_autofree char *sysfs_arg = g_strdup_printf("--sysfs-root=%s", t->sysfs);
     g_autofree char *procfs_arg = g_strdup_printf("--procfs-root=%s", t->procfs);
-    const char *argv[] = { ksmctl_path(), sysfs_arg, procfs_arg, "watch", "--interval=0.1", NULL };
+    const char *argv[] = { cli_path(), sysfs_arg, procfs_arg, "watch", "--interval=0.1", NULL };
     g_autoptr(GError) error = NULL;
     GPid pid;
     int out_fd;
@@ -666,16 +666,16 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
 
-    TREE_TEST("/ksmctl/status", test_status, NULL);
-    TREE_TEST("/ksmctl/stats/json", test_stats_json, NULL);
-    TREE_TEST("/ksmctl/stats/prometheus", test_stats_prometheus, NULL);
-    TREE_TEST("/ksmctl/stats/table", test_stats_table, NULL);
-    TREE_TEST("/ksmctl/set/good", test_set_good, NULL);
-    TREE_TEST("/ksmctl/set/bad-writes-nothing", test_set_bad, NULL);
-    TREE_TEST("/ksmctl/set/not-root", test_set_not_root, NULL);
-    TREE_TEST("/ksmctl/no-ksm", test_no_ksm, "empty");
-    TREE_TEST("/ksmctl/usage", test_usage, NULL);
-    TREE_TEST("/ksmctl/watch/count", test_watch_count, NULL);
-    TREE_TEST("/ksmctl/watch/sigint", test_watch_sigint, NULL);
+    TREE_TEST("/cli/status", test_status, NULL);
+    TREE_TEST("/cli/stats/json", test_stats_json, NULL);
+    TREE_TEST("/cli/stats/prometheus", test_stats_prometheus, NULL);
+    TREE_TEST("/cli/stats/table", test_stats_table, NULL);
+    TREE_TEST("/cli/set/good", test_set_good, NULL);
+    TREE_TEST("/cli/set/bad-writes-nothing", test_set_bad, NULL);
+    TREE_TEST("/cli/set/not-root", test_set_not_root, NULL);
+    TREE_TEST("/cli/no-ksm", test_no_ksm, "empty");
+    TREE_TEST("/cli/usage", test_usage, NULL);
+    TREE_TEST("/cli/watch/count", test_watch_count, NULL);
+    TREE_TEST("/cli/watch/sigint", test_watch_sigint, NULL);
     return g_test_run();
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * cmd-knobs.c: `ksmctl save` and `ksmctl restore`.
+ * cmd-knobs.c: `samepage save` and `samepage restore`.
  *
  * KSM is global to the host, so every script or test that changes a knob
  * saves them all first and puts them back afterwards, also when it fails.
@@ -8,9 +8,9 @@
  */
 #include <stdio.h>
 
-#include "ksmctl.h"
+#include "cli.h"
 
-int ksmctl_cmd_save(KsmctlGlobal *global, int argc, char **argv)
+int cli_cmd_save(CliGlobal *global, int argc, char **argv)
 {
     g_autofree char *file = NULL;
     const GOptionEntry entries[] = {
@@ -19,89 +19,89 @@ int ksmctl_cmd_save(KsmctlGlobal *global, int argc, char **argv)
         { NULL },
     };
     g_autoptr(GOptionContext) octx =
-        ksmctl_option_context_new(global, "save", "",
+        cli_option_context_new(global, "save", "",
                                   "Save every KSM knob this kernel has as knob=value lines,\n"
-                                  "for `ksmctl restore` to put back.", entries);
+                                  "for `samepage restore` to put back.", entries);
     g_autoptr(GError) error = NULL;
     int exit_code;
 
-    if (!ksmctl_parse_options(octx, &argc, &argv)) {
-        return KSMCTL_EXIT_USAGE;
+    if (!cli_parse_options(octx, &argc, &argv)) {
+        return CLI_EXIT_USAGE;
     }
     if (argc > 1) {
-        return ksmctl_fail(KSMCTL_EXIT_USAGE, "save takes no arguments (see --help)");
+        return cli_fail(CLI_EXIT_USAGE, "save takes no arguments (see --help)");
     }
-    g_autoptr(KsmContext) ctx = ksmctl_context_new(global);
-    if (!ksmctl_require_ksm(ctx, &exit_code)) {
+    g_autoptr(KsmContext) ctx = cli_context_new(global);
+    if (!cli_require_ksm(ctx, &exit_code)) {
         return exit_code;
     }
     g_autoptr(KsmKnobState) state = ksm_knobs_save(ctx, &error);
     if (!state) {
-        return ksmctl_fail_error(error);
+        return cli_fail_error(error);
     }
     g_autofree char *text = ksm_knob_state_to_text(state);
     if (!file) {
         fputs(text, stdout);
-        return KSMCTL_EXIT_OK;
+        return CLI_EXIT_OK;
     }
     if (!g_file_set_contents_full(file, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600,
                                   &error)) {
-        return ksmctl_fail(KSMCTL_EXIT_FAILURE, "%s", error->message);
+        return cli_fail(CLI_EXIT_FAILURE, "%s", error->message);
     }
-    return KSMCTL_EXIT_OK;
+    return CLI_EXIT_OK;
 }
 
-int ksmctl_cmd_restore(KsmctlGlobal *global, int argc, char **argv)
+int cli_cmd_restore(CliGlobal *global, int argc, char **argv)
 {
     g_autofree char *file = NULL;
     gboolean check = FALSE;
     const GOptionEntry entries[] = {
         { "file", 'f', 0, G_OPTION_ARG_FILENAME, &file,
-          "The file `ksmctl save` wrote (required)", "FILE" },
+          "The file `samepage save` wrote (required)", "FILE" },
         { "check", 0, 0, G_OPTION_ARG_NONE, &check,
           "Write nothing; exit 1 naming the first knob that differs", NULL },
         { NULL },
     };
     g_autoptr(GOptionContext) octx =
-        ksmctl_option_context_new(global, "restore", "",
-                                  "Put back the knobs `ksmctl save` saved.  Only knobs that\n"
+        cli_option_context_new(global, "restore", "",
+                                  "Put back the knobs `samepage save` saved.  Only knobs that\n"
                                   "differ are written, in the order the kernel needs\n"
                                   "(advisor_mode first, run last).", entries);
     g_autoptr(GError) error = NULL;
     g_autofree char *text = NULL;
     int exit_code;
 
-    if (!ksmctl_parse_options(octx, &argc, &argv)) {
-        return KSMCTL_EXIT_USAGE;
+    if (!cli_parse_options(octx, &argc, &argv)) {
+        return CLI_EXIT_USAGE;
     }
     if (!file || argc > 1) {
-        return ksmctl_fail(KSMCTL_EXIT_USAGE, "restore needs --file FILE and nothing else");
+        return cli_fail(CLI_EXIT_USAGE, "restore needs --file FILE and nothing else");
     }
     if (!g_file_get_contents(file, &text, NULL, &error)) {
-        return ksmctl_fail(KSMCTL_EXIT_USAGE, "%s", error->message);
+        return cli_fail(CLI_EXIT_USAGE, "%s", error->message);
     }
     g_autoptr(KsmKnobState) state = ksm_knob_state_from_text(text, &error);
     if (!state) {
-        return ksmctl_fail(KSMCTL_EXIT_USAGE, "%s: %s", file, error->message);
+        return cli_fail(CLI_EXIT_USAGE, "%s: %s", file, error->message);
     }
-    g_autoptr(KsmContext) ctx = ksmctl_context_new(global);
-    if (!ksmctl_require_ksm(ctx, &exit_code)) {
+    g_autoptr(KsmContext) ctx = cli_context_new(global);
+    if (!cli_require_ksm(ctx, &exit_code)) {
         return exit_code;
     }
     if (check) {
         g_autofree char *differs = NULL;
         if (!ksm_knob_state_matches(ctx, state, &differs, &error)) {
-            return error ? ksmctl_fail_error(error)
-                         : ksmctl_fail(KSMCTL_EXIT_FAILURE, "%s", differs);
+            return error ? cli_fail_error(error)
+                         : cli_fail(CLI_EXIT_FAILURE, "%s", differs);
         }
-        return KSMCTL_EXIT_OK;
+        return CLI_EXIT_OK;
     }
     if (!ksm_writable(ctx, &error)) {
-        return ksmctl_fail_error(error);
+        return cli_fail_error(error);
     }
     g_autoptr(KsmHostLock) lock = ksm_host_lock_acquire(NULL, 30 * 1000, &error);
     if (!lock || !ksm_knobs_restore(ctx, state, &error)) {
-        return ksmctl_fail_error(error);
+        return cli_fail_error(error);
     }
-    return KSMCTL_EXIT_OK;
+    return CLI_EXIT_OK;
 }

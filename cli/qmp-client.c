@@ -16,10 +16,10 @@
 
 #include "unmerge.h"
 
-G_DEFINE_QUARK(ksmctl-qmp-error, ksmctl_qmp_error)
+G_DEFINE_QUARK(samepage-qmp-error, cli_qmp_error)
 
 typedef struct {
-    KsmctlQmp base;
+    CliQmp base;
     GSocketConnection *conn;
     GDataInputStream *in;
     GOutputStream *out;
@@ -27,7 +27,7 @@ typedef struct {
     guint64 next_id;
 } QmpSocket;
 
-char *ksmctl_qmp_command_text(const char *command, JsonObject *arguments)
+char *cli_qmp_command_text(const char *command, JsonObject *arguments)
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
     g_autoptr(JsonGenerator) gen = json_generator_new();
@@ -47,7 +47,7 @@ char *ksmctl_qmp_command_text(const char *command, JsonObject *arguments)
     return json_generator_to_data(gen, NULL);
 }
 
-JsonNode *ksmctl_qmp_reply_result(JsonObject *reply, GError **error)
+JsonNode *cli_qmp_reply_result(JsonObject *reply, GError **error)
 {
     if (json_object_has_member(reply, "return")) {
         return json_node_copy(json_object_get_member(reply, "return"));
@@ -55,15 +55,15 @@ JsonNode *ksmctl_qmp_reply_result(JsonObject *reply, GError **error)
     JsonObject *err = json_object_has_member(reply, "error")
         ? json_object_get_object_member(reply, "error") : NULL;
     if (!err) {
-        g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_FAILED,
+        g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED,
                     "QEMU sent a reply with neither return nor error");
         return NULL;
     }
     const char *klass = json_object_get_string_member_with_default(err, "class", "");
     const char *desc = json_object_get_string_member_with_default(err, "desc", "(no description)");
-    g_set_error(error, KSMCTL_QMP_ERROR,
-                strcmp(klass, "CommandNotFound") == 0 ? KSMCTL_QMP_ERROR_NO_COMMAND
-                                                      : KSMCTL_QMP_ERROR_COMMAND,
+    g_set_error(error, CLI_QMP_ERROR,
+                strcmp(klass, "CommandNotFound") == 0 ? CLI_QMP_ERROR_NO_COMMAND
+                                                      : CLI_QMP_ERROR_COMMAND,
                 "%s%s%s", klass, *klass ? ": " : "", desc);
     return NULL;
 }
@@ -78,12 +78,12 @@ static JsonObject *read_message(QmpSocket *q, gboolean want_greeting, GError **e
 
         if (!line) {
             if (local && g_error_matches(local, G_IO_ERROR, G_IO_ERROR_TIMED_OUT)) {
-                g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_FAILED,
+                g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED,
                             "QEMU did not answer on %s in time%s", q->path,
                             want_greeting ? " (the monitor may have a client already, e.g. "
                                             "libvirt: use --domain for libvirt guests)" : "");
             } else {
-                g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_FAILED,
+                g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED,
                             "QMP connection %s closed: %s", q->path,
                             local ? local->message : "end of stream");
             }
@@ -96,7 +96,7 @@ static JsonObject *read_message(QmpSocket *q, gboolean want_greeting, GError **e
         g_autoptr(JsonParser) parser = json_parser_new();
         if (!json_parser_load_from_data(parser, line, -1, &local) ||
             !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
-            g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_FAILED,
+            g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED,
                         "QEMU sent something that is not a QMP message: %.80s", line);
             return NULL;
         }
@@ -105,7 +105,7 @@ static JsonObject *read_message(QmpSocket *q, gboolean want_greeting, GError **e
             continue;
         }
         if (want_greeting && !json_object_has_member(obj, "QMP")) {
-            g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_FAILED,
+            g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED,
                         "%s is not a QMP socket (no greeting)", q->path);
             return NULL;
         }
@@ -113,25 +113,25 @@ static JsonObject *read_message(QmpSocket *q, gboolean want_greeting, GError **e
     }
 }
 
-static JsonNode *socket_execute(KsmctlQmp *qmp, const char *command, JsonObject *arguments,
+static JsonNode *socket_execute(CliQmp *qmp, const char *command, JsonObject *arguments,
                                 GError **error)
 {
     QmpSocket *q = (QmpSocket *)qmp;
-    g_autofree char *text = ksmctl_qmp_command_text(command, arguments);
+    g_autofree char *text = cli_qmp_command_text(command, arguments);
     g_autofree char *line = g_strconcat(text, "\n", NULL);
     g_autoptr(GError) local = NULL;
 
     if (!g_output_stream_write_all(q->out, line, strlen(line), NULL, NULL, &local)) {
-        g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_FAILED,
+        g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED,
                     "cannot send %s to %s: %s", command, q->path, local->message);
         return NULL;
     }
     /* No pipelining: the next non-event message answers this command. */
     g_autoptr(JsonObject) reply = read_message(q, FALSE, error);
-    return reply ? ksmctl_qmp_reply_result(reply, error) : NULL;
+    return reply ? cli_qmp_reply_result(reply, error) : NULL;
 }
 
-static void socket_close(KsmctlQmp *qmp)
+static void socket_close(CliQmp *qmp)
 {
     QmpSocket *q = (QmpSocket *)qmp;
 
@@ -147,7 +147,7 @@ static void socket_close(KsmctlQmp *qmp)
     g_free(q);
 }
 
-KsmctlQmp *ksmctl_qmp_socket_open(const char *path, guint timeout_s, GError **error)
+CliQmp *cli_qmp_socket_open(const char *path, guint timeout_s, GError **error)
 {
     g_autoptr(GSocketClient) client = g_socket_client_new();
     g_autoptr(GSocketAddress) addr = g_unix_socket_address_new(path);
@@ -160,7 +160,7 @@ KsmctlQmp *ksmctl_qmp_socket_open(const char *path, guint timeout_s, GError **er
     g_socket_client_set_timeout(client, timeout_s);
     q->conn = g_socket_client_connect(client, G_SOCKET_CONNECTABLE(addr), NULL, &local);
     if (!q->conn) {
-        g_set_error(error, KSMCTL_QMP_ERROR, KSMCTL_QMP_ERROR_FAILED,
+        g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED,
                     "cannot connect to QMP socket %s: %s", path, local->message);
         socket_close(&q->base);
         return NULL;

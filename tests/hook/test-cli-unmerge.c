@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * test-ksmctl-unmerge.c: `ksmctl unmerge`.
+ * test-cli-unmerge.c: `samepage unmerge`.
  *
  *   --all    the binary against a fake KSM tree: done, refused (with and
  *            without --stop-if-refused), --force, lock busy, exit codes
@@ -30,7 +30,7 @@ typedef struct {
     char *out, *err;
 } Run;
 
-static void run_ksmctl(HookFixture *fx, Run *r, ...)
+static void run_cli(HookFixture *fx, Run *r, ...)
 {
     g_autoptr(GPtrArray) argv = g_ptr_array_new();
     g_autoptr(GSubprocessLauncher) launcher =
@@ -39,7 +39,7 @@ static void run_ksmctl(HookFixture *fx, Run *r, ...)
     va_list args;
     const char *arg;
 
-    g_ptr_array_add(argv, (gpointer)g_getenv("KSMCTL"));
+    g_ptr_array_add(argv, (gpointer)g_getenv("SAMEPAGE_CLI"));
     g_ptr_array_add(argv, (gpointer)"unmerge");
     va_start(args, r);
     while ((arg = va_arg(args, const char *))) {
@@ -58,7 +58,7 @@ static void run_ksmctl(HookFixture *fx, Run *r, ...)
     g_assert_true(g_subprocess_communicate_utf8(proc, NULL, NULL, &r->out, &r->err, &error));
     r->status = g_subprocess_get_exit_status(proc);
     if (g_test_verbose()) {
-        g_printerr("ksmctl -> %d\n%s%s", r->status, r->out, r->err);
+        g_printerr("samepage -> %d\n%s%s", r->status, r->out, r->err);
     }
 }
 
@@ -94,7 +94,7 @@ static void test_all_done(HookFixture *fx, gconstpointer data)
 
     hook_fixture_ksm_set(fx, "run", "1");
     hook_fixture_ksm_set(fx, "pages_sharing", "1000");
-    run_ksmctl(fx, &r, "--all", "--json", NULL);
+    run_cli(fx, &r, "--all", "--json", NULL);
     g_assert_cmpint(r.status, ==, 0);
     g_autoptr(JsonObject) o = json_line(r.out);
     g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, "done");
@@ -104,7 +104,7 @@ static void test_all_done(HookFixture *fx, gconstpointer data)
     run_clear(&r);
 
     /* Without --json: one human line. */
-    run_ksmctl(fx, &r, "--all", NULL);
+    run_cli(fx, &r, "--all", NULL);
     g_assert_cmpint(r.status, ==, 0);
     g_assert_true(g_str_has_prefix(r.out, "unmerge done: "));
     run_clear(&r);
@@ -117,7 +117,7 @@ static void test_all_refused(HookFixture *fx, gconstpointer data)
     hook_fixture_ksm_set(fx, "run", "1");
     hook_fixture_ksm_set(fx, "pages_sharing", "1000");
     hook_fixture_meminfo(fx, 100 * 1024);   /* 100 MiB available */
-    run_ksmctl(fx, &r, "--all", "--json", "--reserve", "200", NULL);
+    run_cli(fx, &r, "--all", "--json", "--reserve", "200", NULL);
     g_assert_cmpint(r.status, ==, 1);
     g_autoptr(JsonObject) o = json_line(r.out);
     g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, "refused");
@@ -127,7 +127,7 @@ static void test_all_refused(HookFixture *fx, gconstpointer data)
     g_assert_cmpstr(runv, ==, "1");
     run_clear(&r);
 
-    run_ksmctl(fx, &r, "--all", "--reserve", "200", "--stop-if-refused", NULL);
+    run_cli(fx, &r, "--all", "--reserve", "200", "--stop-if-refused", NULL);
     g_assert_cmpint(r.status, ==, 1);
     assert_contains(r.out, "unmerge refused: ");
     assert_contains(r.out, "ksmd stopped");
@@ -135,7 +135,7 @@ static void test_all_refused(HookFixture *fx, gconstpointer data)
     g_assert_cmpstr(runv2, ==, "0");
     run_clear(&r);
 
-    run_ksmctl(fx, &r, "--all", "--reserve", "200", "--force", "--json", NULL);
+    run_cli(fx, &r, "--all", "--reserve", "200", "--force", "--json", NULL);
     g_assert_cmpint(r.status, ==, 0);
     g_autofree char *runv3 = hook_fixture_ksm_get(fx, "run");
     g_assert_cmpstr(runv3, ==, "2");
@@ -151,7 +151,7 @@ static void test_all_lock_busy(HookFixture *fx, gconstpointer data)
     int fd = open(fx->lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     g_assert_cmpint(flock(fd, LOCK_EX), ==, 0);
     gint64 start = g_get_monotonic_time();
-    run_ksmctl(fx, &r, "--all", "--lock-timeout", "0.5", NULL);
+    run_cli(fx, &r, "--all", "--lock-timeout", "0.5", NULL);
     g_assert_cmpint(r.status, ==, 1);
     g_assert_cmpint(g_get_monotonic_time() - start, <, 5 * G_USEC_PER_SEC);
     assert_contains(r.err, "holds");
@@ -165,22 +165,22 @@ static void test_usage(HookFixture *fx, gconstpointer data)
 {
     Run r = { 0 };
 
-    run_ksmctl(fx, &r, NULL);
+    run_cli(fx, &r, NULL);
     g_assert_cmpint(r.status, ==, 2);
     run_clear(&r);
-    run_ksmctl(fx, &r, "--all", "--pid", "1", NULL);
+    run_cli(fx, &r, "--all", "--pid", "1", NULL);
     g_assert_cmpint(r.status, ==, 2);
     run_clear(&r);
-    run_ksmctl(fx, &r, "--all", "--backend", "ram0", NULL);
+    run_cli(fx, &r, "--all", "--backend", "ram0", NULL);
     g_assert_cmpint(r.status, ==, 2);
     run_clear(&r);
-    run_ksmctl(fx, &r, "--all", "--bogus", NULL);
+    run_cli(fx, &r, "--all", "--bogus", NULL);
     g_assert_cmpint(r.status, ==, 2);
     run_clear(&r);
 
     g_autofree char *run_file = g_build_filename(fx->ksm_dir, "run", NULL);
     g_unlink(run_file);
-    run_ksmctl(fx, &r, "--all", NULL);
+    run_cli(fx, &r, "--all", NULL);
     g_assert_cmpint(r.status, ==, 3);
     run_clear(&r);
 }
@@ -363,13 +363,13 @@ static void test_pid_done(HookFixture *fx, gconstpointer data)
     g_autofree char *pid = g_strdup_printf("%d", FAKE_PID);
 
     fake_qmp_start(fx, &f, FAKE_OK, GPOINTER_TO_INT(data));
-    run_ksmctl(fx, &r, "--pid", pid, "--backend", "pc.ram", "--force", "--json", NULL);
+    run_cli(fx, &r, "--pid", pid, "--backend", "pc.ram", "--force", "--json", NULL);
     g_assert_cmpint(r.status, ==, 0);
     g_autoptr(JsonObject) o = json_line(r.out);
     g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, "done");
     g_assert_cmpstr(json_object_get_string_member(o, "backend"), ==, "pc.ram");
     const char *job_id = json_object_get_string_member(o, "job_id");
-    g_assert_true(g_str_has_prefix(job_id, "ksmctl-unmerge-"));
+    g_assert_true(g_str_has_prefix(job_id, "samepage-unmerge-"));
     fake_qmp_join(&f);
     g_assert_true(has_command(&f, "qmp_capabilities"));
     g_assert_true(has_command(&f, "job-dismiss"));
@@ -397,7 +397,7 @@ static void test_pid_failures(HookFixture *fx, gconstpointer data)
         FakeQmp f;
         Run r = { 0 };
         fake_qmp_start(fx, &f, cases[i].mode, FALSE);
-        run_ksmctl(fx, &r, "--pid", pid, "--json", NULL);
+        run_cli(fx, &r, "--pid", pid, "--json", NULL);
         g_assert_cmpint(r.status, ==, 1);
         g_autoptr(JsonObject) o = json_line(r.out);
         g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, cases[i].result);
@@ -416,11 +416,11 @@ static void test_pid_not_qemu(HookFixture *fx, gconstpointer data)
 
     g_assert_cmpint(g_mkdir_with_parents(dir, 0755), ==, 0);
     g_assert_true(g_file_set_contents(cmdline, "/bin/bash\0-c\0x\0", 15, NULL));
-    run_ksmctl(fx, &r, "--pid", pid, NULL);
+    run_cli(fx, &r, "--pid", pid, NULL);
     g_assert_cmpint(r.status, ==, 1);
     assert_contains(r.err, "not QEMU");
     run_clear(&r);
-    run_ksmctl(fx, &r, "--pid", "99999", NULL);
+    run_cli(fx, &r, "--pid", "99999", NULL);
     g_assert_cmpint(r.status, ==, 1);
     assert_contains(r.err, "no process 99999");
     run_clear(&r);
@@ -440,7 +440,7 @@ static char *find(const char *cwd, GError **error, ...)
         g_ptr_array_add(argv, (gpointer)arg);
     }
     va_end(args);
-    return ksmctl_qmp_socket_from_argv((const char *const *)argv->pdata, argv->len, cwd, error);
+    return cli_qmp_socket_from_argv((const char *const *)argv->pdata, argv->len, cwd, error);
 }
 
 static void test_socket_parser(void)
@@ -492,20 +492,20 @@ int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if (!g_getenv("KSMCTL")) {
-        g_printerr("KSMCTL is not set (meson test sets it)\n");
+    if (!g_getenv("SAMEPAGE_CLI")) {
+        g_printerr("SAMEPAGE_CLI is not set (meson test sets it)\n");
         return 77;
     }
-    HOOK_TEST("/ksmctl-unmerge/all/done", test_all_done);
-    HOOK_TEST("/ksmctl-unmerge/all/refused", test_all_refused);
-    HOOK_TEST("/ksmctl-unmerge/all/lock-busy", test_all_lock_busy);
-    HOOK_TEST("/ksmctl-unmerge/usage", test_usage);
-    g_test_add("/ksmctl-unmerge/pid/done-qmp-option", HookFixture, GINT_TO_POINTER(FALSE),
+    HOOK_TEST("/samepage-unmerge/all/done", test_all_done);
+    HOOK_TEST("/samepage-unmerge/all/refused", test_all_refused);
+    HOOK_TEST("/samepage-unmerge/all/lock-busy", test_all_lock_busy);
+    HOOK_TEST("/samepage-unmerge/usage", test_usage);
+    g_test_add("/samepage-unmerge/pid/done-qmp-option", HookFixture, GINT_TO_POINTER(FALSE),
                hook_fixture_setup, test_pid_done, hook_fixture_teardown);
-    g_test_add("/ksmctl-unmerge/pid/done-chardev-mon", HookFixture, GINT_TO_POINTER(TRUE),
+    g_test_add("/samepage-unmerge/pid/done-chardev-mon", HookFixture, GINT_TO_POINTER(TRUE),
                hook_fixture_setup, test_pid_done, hook_fixture_teardown);
-    HOOK_TEST("/ksmctl-unmerge/pid/failures", test_pid_failures);
-    HOOK_TEST("/ksmctl-unmerge/pid/not-qemu", test_pid_not_qemu);
-    g_test_add_func("/ksmctl-unmerge/socket-parser", test_socket_parser);
+    HOOK_TEST("/samepage-unmerge/pid/failures", test_pid_failures);
+    HOOK_TEST("/samepage-unmerge/pid/not-qemu", test_pid_not_qemu);
+    g_test_add_func("/samepage-unmerge/socket-parser", test_socket_parser);
     return g_test_run();
 }
