@@ -12,8 +12,7 @@ import subprocess
 import tempfile
 import time
 
-from common import ENV, BenchError, ksm_set, samepage, log, pid_alive, register_pid, spawn, \
-    stop, stop_pid
+from common import ENV, BenchError, ksm_set, pid_alive, register_pid, spawn, stop, stop_pid
 
 # The advisor's own defaults (mm/ksm.c), written back before each advisor
 # run so that what the host had before does not leak into the comparison.
