@@ -11,6 +11,9 @@
 #include <glib.h>
 #include <ksm/ksm.h>
 #include <ksm/ksm-ksmd.h>
+#include <ksm/ksm-census.h>
+#include <ksm/ksm-qemu-procs.h>
+#include <ksm/ksm-unmerge.h>
 
 /*
  * Exit codes (also listed in `samepage --help`).  Scripts and the libvirt hook

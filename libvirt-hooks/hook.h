@@ -25,6 +25,7 @@
 #include <glib.h>
 #include <sys/types.h>
 #include <ksm/ksm.h>
+#include <ksm/ksm-unmerge.h>
 
 /* The XML namespace of the policy element in <metadata>. */
 #define HOOK_XMLNS "https://samepage.invalid/xmlns/ksm/1"

@@ -213,8 +213,8 @@ class Advisor(Policy):
 
 
 class Samepage(Policy):
-    """samepage's policy: `samepage tune` (libksm ksm-tune), what the libvirt hook
-    runs.  See samepage tune --help and kernel/include/ksm/ksm-tune.h."""
+    """samepage's policy: `samepage tune` (policy/tune), what the libvirt hook
+    runs.  See samepage tune --help and policy/tune/include/ksm/ksm-tune.h."""
     name = 'samepage'
     label = 'samepage (samepage tune)'
 
