@@ -2,7 +2,8 @@
 /*
  * unmerge-guest.c: unmerge one guest through QEMU's ksm-unmerge job.
  *
- * This is the safe way to take one guest out of sharing (KSM-NOTES.md): the
+ * This is the safe way to take one guest out of sharing (docs/scenarios.md,
+ * R14; docs/architecture.md, "Safe unmerge"): the
  * guest's own QEMU calls MADV_UNMERGEABLE on its memory, so the copies are
  * charged to it and, should memory run out, the OOM killer's choice is that
  * QEMU, not some bystander.  QEMU checks the headroom first and refuses

@@ -237,8 +237,9 @@ static gboolean parse_metadata(xmlNodePtr root, HookPolicy *p, GError **error)
     return TRUE;
 }
 
-/* Memory KSM can never merge, whatever the policy says (KSM-NOTES.md):
- * worth a warning for a guest meant to merge. */
+/* Memory KSM can never merge, whatever the policy says (shared, file-backed,
+ * hugetlb: only private anonymous memory merges, mm/ksm.c): worth a warning
+ * for a guest meant to merge. */
 static void check_backing(xmlNodePtr backing, HookPolicy *p)
 {
     xmlNodePtr access = child(backing, "access");

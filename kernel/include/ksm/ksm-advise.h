@@ -4,7 +4,7 @@
  *
  * madvise(MADV_UNMERGEABLE) in the process that owns the memory is the safe
  * way to unmerge: the copies are allocated in the right mm and, if memory
- * runs out, the OOM killer's choice is that process (KSM-NOTES.md).
+ * runs out, the OOM killer's choice is that process (docs/scenarios.md, R14).
  */
 #ifndef KSM_ADVISE_H
 #define KSM_ADVISE_H
