@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * ksm-ksmd.c: find the ksmd kernel thread and read its CPU time.
+ * ksm-ksmd.c: find the ksmd kernel thread and read its CPU time (its
+ * /proc/PID/stat through ksm-task.c, the one reader).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -47,9 +48,8 @@ pid_t ksm_ksmd_pid(const KsmContext *ctx, GError **error)
         if (!comm || strcmp(g_strchomp(comm), "ksmd") != 0) {
             continue;
         }
-        g_autofree char *stat = ksm_read_proc(ctx, pid, "stat", NULL, NULL);
         KsmTaskStat ts;
-        if (stat && ksm_task_stat_parse(stat, &ts, NULL) && (ts.flags & PF_KTHREAD)) {
+        if (ksm_task_stat_read(ctx, pid, &ts, NULL) && (ts.flags & PF_KTHREAD)) {
             return pid;
         }
     }
@@ -60,10 +60,9 @@ pid_t ksm_ksmd_pid(const KsmContext *ctx, GError **error)
 
 gboolean ksm_ksmd_cpu_ticks(const KsmContext *ctx, pid_t pid, guint64 *ticks, GError **error)
 {
-    g_autofree char *stat = ksm_read_proc(ctx, pid, "stat", NULL, error);
     KsmTaskStat ts;
 
-    if (!stat || !ksm_task_stat_parse(stat, &ts, error)) {
+    if (!ksm_task_stat_read(ctx, pid, &ts, error)) {
         return FALSE;
     }
     *ticks = ts.cpu_ticks;
