@@ -13,6 +13,10 @@
 #include "ksm/ksm-pagemap.h"
 #include "ksm/ksm-task.h"
 
+/* write(2) the text once (sysfs wants one write); returns errno or 0.  Not
+ * public: knobs are written through ksm_knob_write/ksm_knobs_set. */
+int ksm_write_text(const char *path, const char *text);
+
 /* Is flag one of the words of an smaps VmFlags value ("rd wr mg")? */
 gboolean ksm_vmflags_has(const char *flags, const char *flag);
 

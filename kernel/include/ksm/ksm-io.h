@@ -26,8 +26,6 @@ G_BEGIN_DECLS
  * EACCES/EPERM -> PERMISSION, else FAILED.  what names it in messages.
  */
 char *ksm_read_text(const char *path, gsize *len, GError **error);
-/* write(2) the text once (sysfs wants one write); returns errno or 0. */
-int ksm_write_text(const char *path, const char *text);
 
 /* /proc/PID/<name> under the context's procfs. */
 char *ksm_proc_path(const KsmContext *ctx, pid_t pid, const char *name);
