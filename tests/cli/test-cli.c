@@ -659,6 +659,70 @@ static void test_watch_sigint(Tree *t, gconstpointer data)
     g_assert_cmpint(WEXITSTATUS(wait_status), ==, 0);
 }
 
+/*
+ * A guest name any local user can choose (-name of any process named
+ * qemu-system-*): escape sequences (clear screen, window title), CR LF and
+ * a forged table row, bytes that are not UTF-8, a C1 CSI and a right-to-left
+ * override.  The exe path carries some too.
+ */
+static const char qemu_hostile_cmdline[] =
+    "/tmp/\xff\x1b[31m/qemu-system-x86_64\0-name\0"
+    "guest=\x1b[2J\x1b]0;owned\x07\r\n      666  forged\xff\xfe\xc2\x9b\xe2\x80\xae\0";
+
+static void assert_no_control_bytes(const char *text, gboolean allow_tab)
+{
+    g_assert_true(g_utf8_validate(text, -1, NULL));
+    for (const char *p = text; *p; p++) {
+        if (((guchar)*p < 0x20 && *p != '\n' && !(allow_tab && *p == '\t')) || *p == 0x7f) {
+            g_error("control byte 0x%02x in output:\n%s", (guchar)*p, text);
+        }
+    }
+    g_assert_null(strstr(text, "\xc2\x9b"));        /* U+009B: CSI on a terminal */
+    g_assert_null(strstr(text, "\xe2\x80\xae"));    /* U+202E: right-to-left override */
+}
+
+static void test_hostile_name(Tree *t, gconstpointer data)
+{
+    g_autofree char *table = NULL, *json = NULL, *prom = NULL;
+
+    add_process(t, 4245, "qemu-system-x86", qemu_hostile_cmdline, sizeof(qemu_hostile_cmdline) - 1,
+                PF_USER, NULL, "5\n");
+
+    /* Table: no escape sequence, no forged row; the name shown escaped. */
+    g_assert_cmpint(run_cli(t, &table, NULL, "stats"), ==, 0);
+    assert_no_control_bytes(table, FALSE);
+    g_assert_null(strstr(table, "\n      666  forged"));
+    g_assert_nonnull(strstr(table, "\\x1b[2J\\x1b]0;owned\\x07\\x0d\\x0a      666  forged"
+                                   "\\xff\\xfe\\u009b\\u202e"));
+
+    /* JSON: valid UTF-8 (json-glib escapes the controls), the name kept. */
+    g_assert_cmpint(run_cli(t, &json, NULL, "stats", "--json"), ==, 0);
+    g_assert_true(g_utf8_validate(json, -1, NULL));
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GError) error = NULL;
+    g_assert_true(json_parser_load_from_data(parser, json, -1, &error));
+    JsonArray *procs = json_object_get_array_member(
+        json_node_get_object(json_parser_get_root(parser)), "processes");
+    gboolean seen = FALSE;
+    for (guint i = 0; i < json_array_get_length(procs); i++) {
+        JsonObject *proc = json_array_get_object_element(procs, i);
+        if (json_object_get_int_member(proc, "pid") == 4245) {
+            g_assert_true(g_str_has_prefix(json_object_get_string_member(proc, "guest"),
+                                           "\x1b[2J\x1b]0;owned\x07\r\n      666  forged\xef\xbf\xbd"));
+            g_assert_true(g_utf8_validate(json_object_get_string_member(proc, "exe"), -1, NULL));
+            seen = TRUE;
+        }
+    }
+    g_assert_true(seen);
+
+    /* Prometheus: UTF-8, no CR or ESC, one sample line with the label. */
+    g_assert_cmpint(run_cli(t, &prom, NULL, "stats", "--prometheus"), ==, 0);
+    assert_no_control_bytes(prom, FALSE);
+    g_assert_nonnull(strstr(prom, "\nsamepage_process_ksm_merging_pages{pid=\"4245\",guest=\""
+                                  "\\\\x1b[2J\\\\x1b]0;owned\\\\x07\\\\x0d\\n      666  forged"
+                                  "\\\\xff\\\\xfe\\\\u009b\\\\u202e\"} 5\n"));
+}
+
 #define TREE_TEST(path, func, data) \
     g_test_add((path), Tree, (data), tree_setup, (func), tree_teardown)
 
@@ -670,6 +734,7 @@ int main(int argc, char **argv)
     TREE_TEST("/cli/stats/json", test_stats_json, NULL);
     TREE_TEST("/cli/stats/prometheus", test_stats_prometheus, NULL);
     TREE_TEST("/cli/stats/table", test_stats_table, NULL);
+    TREE_TEST("/cli/stats/hostile-guest-name", test_hostile_name, NULL);
     TREE_TEST("/cli/set/good", test_set_good, NULL);
     TREE_TEST("/cli/set/bad-writes-nothing", test_set_bad, NULL);
     TREE_TEST("/cli/set/not-root", test_set_not_root, NULL);
