@@ -96,9 +96,20 @@ char *cli_utf8_valid(const char *text);
 /*
  * Flush and check stdout at the end of a command: a full disk or a closed
  * pipe must not look like success.  Returns status, or CLI_EXIT_FAILURE
- * with a message when something written to stdout was lost.
+ * with a message when something written to stdout was lost (a failing
+ * status is kept: the command has said why).
  */
 int cli_finish_stdout(int status);
+
+/* trusted-file.c ----------------------------------------------------------- */
+
+struct stat;
+/* A regular file of root or of the caller, writable by no one else. */
+gboolean cli_check_trusted_stat(const char *path, const struct stat *st, GError **error);
+/* Read such a file (not through a symbolic link), at most max_len bytes. */
+char *cli_read_trusted_file(const char *path, gsize max_len, GError **error);
+/* Write text to path, mode 0600, atomically, never through a symbolic link. */
+gboolean cli_write_file_safely(const char *path, const char *text, GError **error);
 
 /* report.c ---------------------------------------------------------------- */
 

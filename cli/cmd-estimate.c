@@ -449,7 +449,7 @@ int cli_cmd_estimate(CliGlobal *global, int argc, char **argv)
     g_autofree char *text = as_json ? to_json(census, sel.guests) : to_table(census, sel.guests);
     fputs(text, stdout);
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        return cli_fail(CLI_EXIT_FAILURE, "cannot write the output: %s", g_strerror(errno));
+        return cli_fail(CLI_EXIT_FAILURE, "cannot write to standard output: %s", g_strerror(errno));
     }
     return CLI_EXIT_OK;
 }

@@ -220,13 +220,16 @@ int cli_finish_stdout(int status)
     int close_failed = fclose(stdout) != 0;
 
     if (flush_failed || had_error || close_failed) {
+        if (status != CLI_EXIT_OK) {
+            return status;   /* the command has said what went wrong */
+        }
         if (!flush_failed && close_failed) {
             saved = errno;
         }
         fprintf(stderr, "samepage: cannot write to standard output: %s; the output is "
                         "incomplete\n", (flush_failed || close_failed) ? g_strerror(saved)
                                                                       : "write error");
-        return status == CLI_EXIT_OK ? CLI_EXIT_FAILURE : status;
+        return CLI_EXIT_FAILURE;
     }
     return status;
 }

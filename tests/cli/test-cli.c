@@ -15,6 +15,7 @@
 #include <json-glib/json-glib.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -723,6 +724,73 @@ static void test_hostile_name(Tree *t, gconstpointer data)
                                   "\\\\xff\\\\xfe\\\\u009b\\\\u202e\"} 5\n"));
 }
 
+/* Every command checks its stdout: a full disk is a failure, not success. */
+static void test_stdout_full(Tree *t, gconstpointer data)
+{
+    static const char *const to_full[] = { "/bin/sh", "-c", "exec \"$0\" \"$@\" > /dev/full",
+                                           NULL };
+    static const char *const commands[][3] = {
+        { "save", NULL }, { "status", NULL }, { "stats", "--json" }, { "stats", "--prometheus" },
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS(commands); i++) {
+        g_autofree char *err = NULL;
+        g_assert_cmpint(run_cli_argv(t, to_full, commands[i], NULL, &err), ==, 1);
+        g_assert_nonnull(strstr(err, "standard output"));
+        g_assert_nonnull(strstr(err, "No space left on device"));
+    }
+}
+
+/* save -f never writes through a symbolic link; restore -f believes only a
+ * file of root (or the caller) that no one else can write. */
+static void test_save_restore_files(Tree *t, gconstpointer data)
+{
+    g_autofree char *victim = g_build_filename(t->root, "victim", NULL);
+    g_autofree char *link = g_build_filename(t->root, "knobs-link", NULL);
+    g_autofree char *file = g_build_filename(t->root, "knobs", NULL);
+    g_autofree char *text = NULL, *err = NULL;
+    struct stat st;
+
+    g_assert_true(g_file_set_contents(victim, "precious\n", -1, NULL));
+    g_assert_cmpint(symlink(victim, link), ==, 0);
+    g_assert_cmpint(run_cli(t, NULL, &err, "save", "-f", link), ==, 1);
+    g_assert_nonnull(strstr(err, "symbolic link"));
+    g_assert_true(g_file_get_contents(victim, &text, NULL, NULL));
+    g_assert_cmpstr(text, ==, "precious\n");
+    g_clear_pointer(&err, g_free);
+
+    g_assert_cmpint(run_cli(t, NULL, NULL, "save", "-f", file), ==, 0);
+    g_assert_cmpint(stat(file, &st), ==, 0);
+    g_assert_cmpint(st.st_mode & 07777, ==, 0600);
+    g_assert_cmpint(run_cli(t, NULL, NULL, "restore", "-f", file), ==, 0);
+
+    /* Through a link, writable by others, or another user's: refused, nothing written. */
+    g_autofree char *old_run = read_ksm_file(t, "pages_to_scan");
+    g_autofree char *saved = NULL;
+    g_assert_true(g_file_get_contents(file, &saved, NULL, NULL));
+    g_autofree char *tampered_text = g_strdup_printf("%spages_to_scan=4321\n", saved);
+    g_assert_true(g_file_set_contents(file, tampered_text, -1, NULL));
+    g_unlink(link);
+    g_assert_cmpint(symlink(file, link), ==, 0);
+    g_assert_cmpint(chmod(file, 0600), ==, 0);
+    g_assert_cmpint(run_cli(t, NULL, &err, "restore", "-f", link), ==, 2);
+    g_assert_nonnull(strstr(err, "symbolic link"));
+    g_clear_pointer(&err, g_free);
+    g_assert_cmpint(chmod(file, 0666), ==, 0);
+    g_assert_cmpint(run_cli(t, NULL, &err, "restore", "-f", file), ==, 2);
+    g_assert_nonnull(strstr(err, "writable by group or others"));
+    g_clear_pointer(&err, g_free);
+    if (geteuid() == 0) {
+        g_assert_cmpint(chmod(file, 0644), ==, 0);
+        g_assert_cmpint(chown(file, 65534, 65534), ==, 0);
+        g_assert_cmpint(run_cli(t, NULL, &err, "restore", "-f", file), ==, 2);
+        g_assert_nonnull(strstr(err, "belongs to uid 65534"));
+        g_clear_pointer(&err, g_free);
+    }
+    g_autofree char *now = read_ksm_file(t, "pages_to_scan");
+    g_assert_cmpstr(now, ==, old_run);
+}
+
 #define TREE_TEST(path, func, data) \
     g_test_add((path), Tree, (data), tree_setup, (func), tree_teardown)
 
@@ -740,6 +808,8 @@ int main(int argc, char **argv)
     TREE_TEST("/cli/set/not-root", test_set_not_root, NULL);
     TREE_TEST("/cli/no-ksm", test_no_ksm, "empty");
     TREE_TEST("/cli/usage", test_usage, NULL);
+    TREE_TEST("/cli/stdout-full", test_stdout_full, NULL);
+    TREE_TEST("/cli/save-restore-files", test_save_restore_files, NULL);
     TREE_TEST("/cli/watch/count", test_watch_count, NULL);
     TREE_TEST("/cli/watch/sigint", test_watch_sigint, NULL);
     return g_test_run();
