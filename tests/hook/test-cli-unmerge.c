@@ -547,7 +547,7 @@ static void test_pid_not_qemu(HookFixture *fx, gconstpointer data)
 
     /* argv[0] says QEMU, the executable is a shell. */
     g_string_truncate(argv, 0);
-    g_string_append_len(argv, "qemu-system-x86_64\0-qmp\0unix:/tmp/q.sock,server=on\0", 52);
+    g_string_append_len(argv, "qemu-system-x86_64\0-qmp\0unix:/tmp/q.sock,server=on\0", 51);
     fake_process(fx, OTHER_PID, argv, "/bin/bash", 0);
     run_cli(fx, &r, "--pid", pid, NULL);
     g_assert_cmpint(r.status, ==, 1);
