@@ -725,6 +725,57 @@ static void test_hostile_name(Tree *t, gconstpointer data)
                                   "\\\\xff\\\\xfe\\\\u009b\\\\u202e\"} 5\n"));
 }
 
+/*
+ * samepage estimate reads a real process (the census needs its page tables):
+ * one named qemu-system-x86_64 by argv[0] with the hostile -name.  Its
+ * table and JSON carry the name escaped / as valid UTF-8.
+ */
+static void test_estimate_hostile_name(Tree *t, gconstpointer data)
+{
+    const char *hostile = qemu_hostile_cmdline + sizeof("/tmp/\xff\x1b[31m/qemu-system-x86_64") +
+                          sizeof("-name") + strlen("guest=");
+    const char *argv[] = { "/usr/bin/python3", "qemu-system-x86_64", "-c",
+                           "import time; time.sleep(60)", "-name", hostile, NULL };
+    g_autoptr(GError) error = NULL;
+    g_autofree char *table = NULL, *json = NULL;
+    GPid pid;
+
+    if (!g_file_test(argv[0], G_FILE_TEST_IS_EXECUTABLE) || geteuid() != 0) {
+        g_test_skip("needs /usr/bin/python3 and root (the census reads another process)");
+        return;
+    }
+    g_assert_true(g_spawn_async(NULL, (char **)argv, NULL,
+                                G_SPAWN_FILE_AND_ARGV_ZERO | G_SPAWN_DO_NOT_REAP_CHILD, NULL,
+                                NULL, &pid, &error));
+    g_autofree char *pid_text = g_strdup_printf("%d", (int)pid);
+    g_autofree char *cmdline_path = g_strdup_printf("/proc/%d/cmdline", (int)pid);
+    for (int i = 0; i < 100; i++) {   /* until python has exec'd */
+        g_autofree char *cmdline = NULL;
+        gsize len = 0;
+        if (g_file_get_contents(cmdline_path, &cmdline, &len, NULL) && len > 0 &&
+            strcmp(cmdline, "qemu-system-x86_64") == 0) {
+            break;
+        }
+        g_usleep(20 * 1000);
+    }
+    int table_status = run_cli(t, &table, NULL, "estimate", "--pid", pid_text,
+                               "--procfs-root=/proc");
+    int json_status = run_cli(t, &json, NULL, "estimate", "--pid", pid_text, "--json",
+                              "--procfs-root=/proc");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+
+    g_assert_cmpint(table_status, ==, 0);
+    assert_no_control_bytes(table, FALSE);
+    g_assert_null(strstr(table, "\n      666  forged"));
+    g_assert_nonnull(strstr(table, "\\x1b[2J"));
+    g_assert_cmpint(json_status, ==, 0);
+    g_assert_true(g_utf8_validate(json, -1, NULL));
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_assert_true(json_parser_load_from_data(parser, json, -1, &error));
+    g_assert_nonnull(strstr(json, "\\u001b[2J"));
+}
+
 /* Every command checks its stdout: a full disk is a failure, not success. */
 static void test_stdout_full(Tree *t, gconstpointer data)
 {
@@ -1111,6 +1162,7 @@ int main(int argc, char **argv)
     TREE_TEST("/cli/stats/prometheus", test_stats_prometheus, NULL);
     TREE_TEST("/cli/stats/table", test_stats_table, NULL);
     TREE_TEST("/cli/stats/hostile-guest-name", test_hostile_name, NULL);
+    TREE_TEST("/cli/estimate/hostile-guest-name", test_estimate_hostile_name, NULL);
     TREE_TEST("/cli/set/good", test_set_good, NULL);
     TREE_TEST("/cli/set/bad-writes-nothing", test_set_bad, NULL);
     TREE_TEST("/cli/set/not-root", test_set_not_root, NULL);
