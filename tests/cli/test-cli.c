@@ -783,6 +783,7 @@ static void test_stdout_full(Tree *t, gconstpointer data)
                                            NULL };
     static const char *const commands[][3] = {
         { "save", NULL }, { "status", NULL }, { "stats", "--json" }, { "stats", "--prometheus" },
+        { "watch", "--interval=0.01" },   /* stops at the first frame, not never */
     };
 
     for (guint i = 0; i < G_N_ELEMENTS(commands); i++) {
