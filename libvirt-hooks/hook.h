@@ -223,6 +223,8 @@ pid_t hook_find_qemu(const KsmContext *ctx, const char *run_dir, const char *nam
                      const char *uuid, guint64 *start_time);
 /* Does the process have "-uuid UUID" on its command line? */
 gboolean hook_process_has_uuid(const KsmContext *ctx, pid_t pid, const char *uuid);
+/* NAME.pid / NAME.xml as libvirt names them (the name XML-escaped). */
+char *hook_libvirt_file_name(const char *name, const char *suffix);
 /* Can name be a file name under run_dir (libvirt's own rule, checked again)? */
 gboolean hook_domain_name_is_file_safe(const char *name);
 /* Is pid still the process that had start_time? */

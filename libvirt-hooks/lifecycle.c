@@ -83,7 +83,9 @@ static int do_prepare(HookEnv *env, const char *xml, gsize len)
 
     hook_policy_init(&p);
     if (!hook_policy_parse(xml, len, &p, &error)) {
-        hook_log_set_domain(p.name, p.uuid);
+        if (p.name) {   /* else keep the name libvirt passed */
+            hook_log_set_domain(p.name, p.uuid);
+        }
         return refuse("%s", error->message);
     }
     hook_log_set_domain(p.name, p.uuid);
@@ -158,7 +160,9 @@ static int do_running(HookEnv *env, const char *op, const char *xml, gsize len)
     hook_policy_init(&p);
     if (!hook_policy_parse(xml, len, &p, &error)) {
         /* The guest runs already: refusing now would help nobody. */
-        hook_log_set_domain(p.name, p.uuid);
+        if (p.name) {
+            hook_log_set_domain(p.name, p.uuid);
+        }
         hook_log(HOOK_LOG_WARNING, "%s: policy not readable, guest not recorded: %s", op,
                  error->message);
         return HOOK_EXIT_OK;
@@ -214,7 +218,9 @@ static int do_stopped(HookEnv *env, const char *op, const char *xml, gsize len)
 
     hook_policy_init(&p);
     if (!hook_policy_identify(xml, len, &p, &error)) {
-        hook_log_set_domain(p.name, NULL);
+        if (p.name) {
+            hook_log_set_domain(p.name, NULL);
+        }
         hook_log(HOOK_LOG_ERROR, "%s: cannot tell which domain this is: %s", op, error->message);
         return HOOK_EXIT_OK;
     }

@@ -90,11 +90,47 @@ gboolean hook_domain_name_is_file_safe(const char *name)
            strcmp(name, "..") != 0 && strlen(name) <= 250;
 }
 
+/*
+ * The file name libvirt gives a domain's pid file: virPidFileBuildPath puts
+ * the name through virBufferEscapeString, which XML-escapes & < > " ' and
+ * drops control characters other than tab, newline and CR.
+ */
+char *hook_libvirt_file_name(const char *name, const char *suffix)
+{
+    GString *out = g_string_new(NULL);
+
+    for (const char *p = name; *p; p++) {
+        switch (*p) {
+        case '&':
+            g_string_append(out, "&amp;");
+            break;
+        case '<':
+            g_string_append(out, "&lt;");
+            break;
+        case '>':
+            g_string_append(out, "&gt;");
+            break;
+        case '"':
+            g_string_append(out, "&quot;");
+            break;
+        case '\'':
+            g_string_append(out, "&apos;");
+            break;
+        default:
+            if ((guchar)*p >= 0x20 || *p == '\t' || *p == '\n' || *p == '\r') {
+                g_string_append_c(out, *p);
+            }
+        }
+    }
+    g_string_append(out, suffix);
+    return g_string_free(out, FALSE);
+}
+
 /* The pid in run_dir/NAME.pid, written by libvirtd (root) for the QEMU it
  * started; 0 when missing or not libvirtd's (owner, mode, type). */
 static pid_t read_pid_file(const char *run_dir, const char *name)
 {
-    g_autofree char *file = g_strconcat(name, ".pid", NULL);
+    g_autofree char *file = hook_libvirt_file_name(name, ".pid");
     g_autofree char *path = g_build_filename(run_dir, file, NULL);
     g_autoptr(GError) error = NULL;
     g_autofree char *text = NULL;

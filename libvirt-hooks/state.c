@@ -54,7 +54,7 @@ gboolean hook_state_open(HookStateStore *store, const char *dir, const char *lib
     memset(store, 0, sizeof(*store));
     /* The directories above must be root's too, or someone could swap the
      * state directory for another between our check and our use. */
-    g_mkdir_with_parents(parent, 0755);
+    g_mkdir_with_parents(parent, 0700);
     if (!hook_path_trusted(parent, HOOK_TRUST_DIR, error)) {
         g_prefix_error(error, "state directory %s: ", dir);
         return FALSE;
@@ -231,9 +231,10 @@ static gboolean still_running(HookStateStore *store, HookDomainState *st)
     return g_get_real_time() / G_USEC_PER_SEC - st->updated < PREPARED_GRACE_S;
 }
 
-/* The name of the domain whose running QEMU has this UUID, by libvirt's pid
- * files (NAME.pid); NULL when none runs. */
-static char *libvirt_name_of(HookStateStore *store, const char *uuid)
+/* The file stem (the name as libvirt escapes it) of the domain whose
+ * running QEMU has this UUID, by libvirt's pid files (STEM.pid); NULL when
+ * none runs. */
+static char *libvirt_stem_of(HookStateStore *store, const char *uuid, pid_t *pid)
 {
     g_autoptr(GDir) dir = g_dir_open(store->libvirt_dir, 0, NULL);
     const char *entry;
@@ -242,9 +243,14 @@ static char *libvirt_name_of(HookStateStore *store, const char *uuid)
         if (!g_str_has_suffix(entry, ".pid")) {
             continue;
         }
-        g_autofree char *name = g_strndup(entry, strlen(entry) - 4);
-        if (hook_find_qemu(store->ctx, store->libvirt_dir, name, uuid, NULL) > 0) {
-            return g_steal_pointer(&name);
+        g_autofree char *stem = g_strndup(entry, strlen(entry) - 4);
+        g_autofree char *path = g_build_filename(store->libvirt_dir, entry, NULL);
+        g_autofree char *text = hook_read_trusted(path, 64, &(gsize){ 0 }, NULL);
+        guint64 v;
+        if (text && g_ascii_string_to_unsigned(g_strstrip(text), 10, 1, G_MAXINT32, &v, NULL) &&
+            hook_process_has_uuid(store->ctx, (pid_t)v, uuid)) {
+            *pid = (pid_t)v;
+            return g_steal_pointer(&stem);
         }
     }
     return NULL;
@@ -261,18 +267,19 @@ static HookDomainState *repair_corrupt(HookStateStore *store, const char *path,
                                        const char *uuid, const char *why)
 {
     g_autofree char *qwhy = hook_quote(why);
-    g_autofree char *name = libvirt_name_of(store, uuid);
+    pid_t pid = 0;
+    g_autofree char *stem = libvirt_stem_of(store, uuid, &pid);
     g_autoptr(GError) error = NULL;
 
-    if (!name) {
+    if (!stem) {
         unlink(path);
         hook_log_host(HOOK_LOG_WARNING, "state file %s.state is corrupt (%s) and no QEMU of "
                       "that domain runs (libvirt's pid files in %s): removed", uuid, qwhy,
                       store->libvirt_dir);
         return NULL;
     }
-    g_autofree char *qname = hook_quote(name);
-    g_autofree char *file = g_strconcat(name, ".xml", NULL);
+    g_autofree char *qname = hook_quote(stem);
+    g_autofree char *file = g_strconcat(stem, ".xml", NULL);
     g_autofree char *xml_path = g_build_filename(store->libvirt_dir, file, NULL);
     gsize len = 0;
     g_autofree char *xml = hook_read_trusted(xml_path, 16 << 20, &len, &error);
@@ -301,7 +308,7 @@ static HookDomainState *repair_corrupt(HookStateStore *store, const char *path,
     st->name = g_strdup(p.name);
     st->group = g_strdup(p.group);
     st->phase = g_strdup("rebuilt");
-    st->qemu_pid = hook_find_qemu(store->ctx, store->libvirt_dir, name, uuid,
+    st->qemu_pid = hook_find_qemu(store->ctx, store->libvirt_dir, p.name, uuid,
                                   &st->qemu_start_time);
     if (!hook_state_write(store, st, &error)) {
         hook_log_host(HOOK_LOG_ERROR, "state file %s.state is corrupt and cannot be rebuilt: %s",
