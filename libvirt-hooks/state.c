@@ -297,6 +297,9 @@ static HookDomainState *repair_corrupt(HookStateStore *store, const char *path,
                       uuid, qwhy, qname, error->message);
         return NULL;
     }
+    /* From here on the real name (the file stem is libvirt's escaped form). */
+    g_free(qname);
+    qname = hook_quote(p.name ? p.name : "");
     if (!p.mergeable) {
         unlink(path);
         hook_log_host(HOOK_LOG_WARNING, "state file %s.state is corrupt (%s); domain '%s' runs "

@@ -162,9 +162,28 @@ void hook_fixture_qemu_exit(HookFixture *fx, pid_t pid)
     remove_tree(dir);
 }
 
+/* libvirt's file name for a domain: virPidFileBuildPath XML-escapes the
+ * name and drops control characters other than tab, newline and CR. */
+static char *libvirt_file(const char *name, const char *suffix)
+{
+    GString *out = g_string_new(NULL);
+
+    for (const char *p = name; *p; p++) {
+        const char *entity = *p == '&' ? "&amp;" : *p == '<' ? "&lt;" : *p == '>' ? "&gt;" :
+                             *p == '"' ? "&quot;" : *p == '\'' ? "&apos;" : NULL;
+        if (entity) {
+            g_string_append(out, entity);
+        } else if ((guchar)*p >= 0x20 || *p == '\t' || *p == '\n' || *p == '\r') {
+            g_string_append_c(out, *p);
+        }
+    }
+    g_string_append(out, suffix);
+    return g_string_free(out, FALSE);
+}
+
 void hook_fixture_libvirt_pid(HookFixture *fx, const char *name, pid_t pid)
 {
-    g_autofree char *file = g_strconcat(name, ".pid", NULL);
+    g_autofree char *file = libvirt_file(name, ".pid");
     g_autofree char *path = g_build_filename(fx->libvirt_dir, file, NULL);
     g_autofree char *text = g_strdup_printf("%d", (int)pid);
     write_file(path, text);
@@ -173,7 +192,7 @@ void hook_fixture_libvirt_pid(HookFixture *fx, const char *name, pid_t pid)
 
 void hook_fixture_libvirt_status(HookFixture *fx, const char *name, const char *domain_xml)
 {
-    g_autofree char *file = g_strconcat(name, ".xml", NULL);
+    g_autofree char *file = libvirt_file(name, ".xml");
     g_autofree char *path = g_build_filename(fx->libvirt_dir, file, NULL);
     g_autofree char *text = g_strdup_printf("<domstatus state='running' reason='booted' "
                                             "pid='1'>\n%s</domstatus>\n", domain_xml);

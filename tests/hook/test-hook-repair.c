@@ -32,24 +32,28 @@ static void assert_contains(const char *haystack, const char *needle)
 
 static char *domain_xml(const char *name, const char *uuid, const char *group)
 {
+    g_autofree char *escaped = g_markup_escape_text(name, -1);
+
     return g_strdup_printf(
         "<domain type='qemu'><name>%s</name><uuid>%s</uuid><metadata>"
         "<ksm:policy xmlns:ksm=\"https://samepage.invalid/xmlns/ksm/1\" merge=\"yes\" "
-        "group=\"%s\"/></metadata></domain>\n", name, uuid, group);
+        "group=\"%s\"/></metadata></domain>\n", escaped, uuid, group);
 }
 
-/* web-1 (tenant-a) prepared and started, its QEMU 4242 in libvirt's pid file. */
+/* web 'a' (tenant-a) prepared and started, its QEMU 4242 in libvirt's pid
+ * file (a name libvirt escapes in its file names). */
+#define WEB_NAME "web 'a'"
 static void start_web(HookFixture *fx, HookRun *run)
 {
-    g_autofree char *web = domain_xml("web-1", U_WEB, "tenant-a");
+    g_autofree char *web = domain_xml(WEB_NAME, U_WEB, "tenant-a");
 
     hook_fixture_qemu(fx, 4242, U_WEB, 1000);
-    hook_fixture_libvirt_pid(fx, "web-1", 4242);
-    hook_fixture_libvirt_status(fx, "web-1", web);
-    hook_run_text(fx, "web-1", "prepare", web, run);
+    hook_fixture_libvirt_pid(fx, WEB_NAME, 4242);
+    hook_fixture_libvirt_status(fx, WEB_NAME, web);
+    hook_run_text(fx, WEB_NAME, "prepare", web, run);
     g_assert_cmpint(run->status, ==, 0);
     hook_run_clear(run);
-    hook_run_text(fx, "web-1", "started", web, run);
+    hook_run_text(fx, WEB_NAME, "started", web, run);
     g_assert_cmpint(run->status, ==, 0);
     hook_run_clear(run);
 }
@@ -87,7 +91,7 @@ static void test_corrupt_state_rebuilt(HookFixture *fx, gconstpointer data)
     }
     g_autofree char *log = hook_fixture_read_log(fx);
     assert_contains(log, "was corrupt");
-    assert_contains(log, "rebuilt from libvirt's status of running domain 'web-1'");
+    assert_contains(log, "rebuilt from libvirt's status of running domain 'web \\'a\\''");
 }
 
 /* A corrupt state file whose guest is gone is removed, with a line saying so. */

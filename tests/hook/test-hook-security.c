@@ -36,10 +36,12 @@ static void assert_lacks(const char *haystack, const char *needle)
 
 static char *domain_xml(const char *name, const char *uuid, const char *group)
 {
+    g_autofree char *escaped = g_markup_escape_text(name, -1);
+
     return g_strdup_printf(
         "<domain type='qemu'><name>%s</name><uuid>%s</uuid><metadata>"
         "<ksm:policy xmlns:ksm=\"https://samepage.invalid/xmlns/ksm/1\" merge=\"yes\" "
-        "group=\"%s\"/></metadata></domain>\n", name, uuid, group);
+        "group=\"%s\"/></metadata></domain>\n", escaped, uuid, group);
 }
 
 static gboolean need_root(void)
@@ -90,7 +92,9 @@ static void test_option_like_names(HookFixture *fx, gconstpointer data)
 static void test_decoy_uuid(HookFixture *fx, gconstpointer data)
 {
     HookRun run = { 0 };
-    g_autofree char *web = domain_xml("web-1", U_WEB, "tenant-a");
+    /* A name libvirt escapes in its file names (quotes, &, <, >). */
+    const char *name = "web 'a' \"b\" & <c> \xc3\xa9";
+    g_autofree char *web = domain_xml(name, U_WEB, "tenant-a");
     g_autofree char *db = domain_xml("db-1", U_DB, "tenant-b");
     static const char *const decoy_argv[] = { "/usr/bin/sleep", "1000", "-uuid", U_WEB, NULL };
 
@@ -99,12 +103,12 @@ static void test_decoy_uuid(HookFixture *fx, gconstpointer data)
     hook_fixture_process(fx, 300, "sleep", decoy_argv);
     hook_fixture_qemu(fx, 4242, U_WEB, 1000);
     hook_fixture_process(fx, 9000, "sleep", decoy_argv);
-    hook_fixture_libvirt_pid(fx, "web-1", 4242);
+    hook_fixture_libvirt_pid(fx, name, 4242);
 
-    hook_run_text(fx, "web-1", "prepare", web, &run);
+    hook_run_text(fx, name, "prepare", web, &run);
     g_assert_cmpint(run.status, ==, 0);
     hook_run_clear(&run);
-    hook_run_text(fx, "web-1", "started", web, &run);
+    hook_run_text(fx, name, "started", web, &run);
     g_assert_cmpint(run.status, ==, 0);
     assert_contains(run.err, "QEMU pid 4242");
     hook_run_clear(&run);
@@ -220,15 +224,16 @@ static void assert_clean_lines(const char *text)
 static void test_control_bytes_escaped(HookFixture *fx, gconstpointer data)
 {
     HookRun run = { 0 };
-    /* argv: what libvirt passes; the XML name: tab and CR, which XML allows. */
+    /* argv: what libvirt passes; the XML name: tab and newline, which XML
+     * allows (libvirt refuses a newline, not a tab). */
     const char *argv_name = "ev\x1b[31mil\r\xff\xfe-1";
-    g_autofree char *xml = domain_xml("ta\tb&#13;cr", U_WEB, "tenant-a");
+    g_autofree char *xml = domain_xml("ta\tb\ncr", U_WEB, "tenant-a");
 
     hook_run_text(fx, argv_name, "prepare", xml, &run);
     g_assert_cmpint(run.status, ==, 0);
     assert_clean_lines(run.err);
     assert_contains(run.err, "\\u001b[31mil\\u000d\\xff\\xfe-1");
-    assert_contains(run.err, "ta\\u0009b\\u000dcr");
+    assert_contains(run.err, "ta\\u0009b\\u000acr");
     hook_run_clear(&run);
 
     /* A refusal about another guest with such a name: the log has it, escaped. */
