@@ -28,6 +28,26 @@ static void write_file(const char *path, const char *text)
     g_assert_true(g_file_set_contents(path, text, -1, NULL));
 }
 
+/* The fixture a failing assertion aborts in, so its tune and tree still go. */
+static HookFixture *current;
+static void stop_tune(HookFixture *fx);
+static void remove_tree(const char *path);
+
+static void on_abort(int sig)
+{
+    HookFixture *fx = current;
+
+    /* Not async-signal-safe, but the process is dying anyway: better a
+     * best-effort cleanup than a samepage tune left running for good. */
+    current = NULL;
+    if (fx) {
+        stop_tune(fx);
+        remove_tree(fx->root);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 void hook_fixture_setup(HookFixture *fx, gconstpointer data)
 {
     fx->root = g_dir_make_tmp("samepage-hook-XXXXXX", NULL);
@@ -46,6 +66,8 @@ void hook_fixture_setup(HookFixture *fx, gconstpointer data)
     }
     hook_fixture_meminfo(fx, 8 * 1024 * 1024);   /* 8 GiB available */
     hook_fixture_config(fx, "");
+    current = fx;
+    signal(SIGABRT, on_abort);
 }
 
 static void remove_tree(const char *path)
@@ -86,6 +108,7 @@ static void stop_tune(HookFixture *fx)
 
 void hook_fixture_teardown(HookFixture *fx, gconstpointer data)
 {
+    current = NULL;
     stop_tune(fx);
     remove_tree(fx->root);
     g_free(fx->root);
