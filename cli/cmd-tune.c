@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include <json-glib/json-glib.h>
+#include <ksm/ksm-qemu-procs.h>
 #include <ksm/ksm-tune.h>
 #include "cli.h"
 #include "tune-state.h"
@@ -101,46 +102,6 @@ static void say(gboolean json, const KsmTuneState *s, const char *event, const c
         fprintf(stderr, "samepage: tune: cannot write to standard output (%s); tuning goes "
                         "on without a log\n", g_strerror(errno));
     }
-}
-
-/* Is Debian's ksmtuned running?  It writes pages_to_scan and sleep_millisecs
- * every minute: two tuners fight.  A shell script: its comm is "ksmtuned",
- * or argv[1] is the script when started as "sh /usr/sbin/ksmtuned". */
-static pid_t find_ksmtuned(const KsmContext *ctx)
-{
-    const char *procfs = ksm_context_procfs(ctx);
-    g_autoptr(GDir) dir = g_dir_open(procfs, 0, NULL);
-    const char *name;
-
-    while (dir && (name = g_dir_read_name(dir))) {
-        gint64 pid;
-        if (!g_ascii_string_to_signed(name, 10, 1, G_MAXINT32, &pid, NULL)) {
-            continue;
-        }
-        g_autofree char *comm_path = g_build_filename(procfs, name, "comm", NULL);
-        g_autofree char *comm = NULL;
-        if (g_file_get_contents(comm_path, &comm, NULL, NULL) &&
-            strcmp(g_strchomp(comm), "ksmtuned") == 0) {
-            return (pid_t)pid;
-        }
-        g_autofree char *cmdline_path = g_build_filename(procfs, name, "cmdline", NULL);
-        g_autofree char *cmdline = NULL;
-        gsize len = 0;
-        if (!g_file_get_contents(cmdline_path, &cmdline, &len, NULL)) {
-            continue;
-        }
-        for (const char *arg = cmdline; arg < cmdline + len && arg - cmdline < 4096;) {
-            g_autofree char *base = g_path_get_basename(arg);
-            if (strcmp(base, "ksmtuned") == 0) {
-                return (pid_t)pid;
-            }
-            if (arg != cmdline) {
-                break;   /* argv[0] and argv[1] only */
-            }
-            arg += strlen(arg) + 1;
-        }
-    }
-    return 0;
 }
 
 /* Write knobs under the host lock; FALSE (and a message) if it could not. */
@@ -314,7 +275,7 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
                                                "are now count as found", damaged);
         say(json, &state, "warning", msg);
     }
-    pid_t ksmtuned = find_ksmtuned(ctx);
+    pid_t ksmtuned = ksm_find_ksmtuned(ctx);
     if (ksmtuned > 0) {
         g_autofree char *msg = g_strdup_printf(
             "ksmtuned is running (pid %d): it also sets pages_to_scan and sleep_millisecs, so "

@@ -8,12 +8,13 @@
  *   -chardev socket,id=ID,path=PATH,server=on,wait=off
  *   -mon chardev=ID,mode=control
  * QEMU option values escape a comma as ",,"; options may be spelled with
- * one dash or two.  Reading /proc/PID/cmdline is not KSM business, so this
- * is samepage's own code.
+ * one dash or two.  The command line comes from libksm's one /proc/PID
+ * reader (ksm/ksm-task.h).
  */
 #include <string.h>
 #include <unistd.h>
 
+#include <ksm/ksm-task.h>
 #include "qmp.h"
 
 /* Split "a,b=c,,d" QemuOpts style: ",," is a literal comma. */
@@ -180,19 +181,19 @@ char *cli_qmp_find_socket_in_argv(const char *const *argv, guint argc, const cha
 char *cli_qmp_find_socket_of_pid(const KsmContext *ctx, pid_t pid, GError **error)
 {
     g_autofree char *dir = g_strdup_printf("%s/%d", ksm_context_procfs(ctx), (int)pid);
-    g_autofree char *cmdline_path = g_build_filename(dir, "cmdline", NULL);
     g_autofree char *cwd_link = g_build_filename(dir, "cwd", NULL);
-    g_autofree char *text = NULL;
-    gsize len = 0;
+    g_autoptr(GError) read_error = NULL;
+    g_auto(GStrv) argv = ksm_task_cmdline_read(ctx, pid, 0, &read_error);
 
-    if (!g_file_get_contents(cmdline_path, &text, &len, NULL) || len == 0) {
-        g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_NOT_FOUND,
-                    "no process %d (or it has no command line)", (int)pid);
+    if (!argv && g_error_matches(read_error, KSM_ERROR, KSM_ERROR_NO_PROCESS)) {
+        g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_NOT_FOUND, "no process %d", (int)pid);
         return NULL;
     }
-    g_autoptr(GPtrArray) argv = g_ptr_array_new();
-    for (const char *arg = text; arg < text + len; arg += strlen(arg) + 1) {
-        g_ptr_array_add(argv, (gpointer)arg);
+    if (!argv) {
+        g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_NOT_FOUND,
+                    "cannot read the command line of process %d: %s", (int)pid,
+                    read_error->message);
+        return NULL;
     }
     /* argv[0] proves nothing: the executable must be a QEMU root installed. */
     if (!cli_qmp_check_qemu_process(ctx, pid, error)) {
@@ -200,7 +201,7 @@ char *cli_qmp_find_socket_of_pid(const KsmContext *ctx, pid_t pid, GError **erro
     }
     /* A relative socket path is relative to QEMU's working directory. */
     g_autofree char *cwd = g_file_read_link(cwd_link, NULL);
-    char *path = cli_qmp_find_socket_in_argv((const char *const *)argv->pdata, argv->len,
+    char *path = cli_qmp_find_socket_in_argv((const char *const *)argv, g_strv_length(argv),
                                              cwd, error);
     if (!path) {
         g_prefix_error(error, "QEMU process %d: ", (int)pid);

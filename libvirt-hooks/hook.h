@@ -230,8 +230,6 @@ char *hook_libvirt_file_name(const char *name, const char *suffix);
 gboolean hook_domain_name_is_file_safe(const char *name);
 /* Is pid still the process that had start_time? */
 gboolean hook_process_alive(const KsmContext *ctx, pid_t pid, guint64 start_time);
-/* Field 22 of /proc/PID/stat (after the comm, which may hold spaces and ')'). */
-gboolean hook_parse_start_time(const char *stat_text, guint64 *start_time);
 
 /* reconcile.c ------------------------------------------------------------- */
 
@@ -261,8 +259,6 @@ void hook_reconcile_detached(HookEnv *env, HookReconcileWhy why);
 
 /* ksmtuned.c -------------------------------------------------------------- */
 
-/* The pid of a running ksmtuned (Debian's KSM tuning daemon), 0 if none. */
-pid_t hook_find_ksmtuned(const KsmContext *ctx);
 /* If one runs, log one warning saying the two would fight and what to do. */
 void hook_warn_ksmtuned(const KsmContext *ctx);
 

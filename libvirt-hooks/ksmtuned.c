@@ -10,77 +10,15 @@
  * or undoes samepage tune's rate.  The hook cannot settle that (it must not
  * stop another daemon), so it says so once, when it turns KSM on.
  *
- * Found by /proc (the context's procfs, a fake tree in tests): a process
- * whose comm is "ksmtuned", or whose argv[0], or argv[1] after a shell,
- * has the basename ksmtuned.  Only comm and cmdline are read, bounded.
+ * Found by ksm_find_ksmtuned (policy/qemu-procs), which samepage tune uses
+ * too, in the context's procfs (a fake tree in tests).
  */
-#include <string.h>
-#include <unistd.h>
-
 #include "hook.h"
-
-#define MAX_CMDLINE 4096
-
-static gboolean basename_is(const char *arg, const char *name)
-{
-    const char *slash = strrchr(arg, '/');
-    return strcmp(slash ? slash + 1 : arg, name) == 0;
-}
-
-static gboolean is_shell(const char *arg)
-{
-    static const char *const shells[] = { "sh", "bash", "dash", NULL };
-    for (guint i = 0; shells[i]; i++) {
-        if (basename_is(arg, shells[i])) {
-            return TRUE;
-        }
-    }
-    return FALSE;
-}
-
-static gboolean process_is_ksmtuned(const char *procfs, const char *pid)
-{
-    g_autofree char *comm_path = g_build_filename(procfs, pid, "comm", NULL);
-    g_autofree char *cmd_path = g_build_filename(procfs, pid, "cmdline", NULL);
-    g_autofree char *comm = NULL, *cmdline = NULL;
-    gsize len = 0;
-
-    if (g_file_get_contents(comm_path, &comm, &len, NULL) && len <= 64 &&
-        strcmp(g_strchomp(comm), "ksmtuned") == 0) {
-        return TRUE;
-    }
-    if (!g_file_get_contents(cmd_path, &cmdline, &len, NULL) || len == 0 ||
-        len > MAX_CMDLINE) {
-        return FALSE;
-    }
-    /* NUL-separated; g_file_get_contents adds a final NUL. */
-    const char *argv0 = cmdline;
-    const char *argv1 = argv0 + strlen(argv0) + 1;
-    if (basename_is(argv0, "ksmtuned")) {
-        return TRUE;
-    }
-    return argv1 < cmdline + len && is_shell(argv0) && basename_is(argv1, "ksmtuned");
-}
-
-pid_t hook_find_ksmtuned(const KsmContext *ctx)
-{
-    const char *procfs = ksm_context_procfs(ctx);
-    g_autoptr(GDir) dir = g_dir_open(procfs, 0, NULL);
-    const char *entry;
-
-    while (dir && (entry = g_dir_read_name(dir))) {
-        guint64 pid;
-        if (g_ascii_string_to_unsigned(entry, 10, 1, G_MAXINT32, &pid, NULL) &&
-            (pid_t)pid != getpid() && process_is_ksmtuned(procfs, entry)) {
-            return (pid_t)pid;
-        }
-    }
-    return 0;
-}
+#include <ksm/ksm-qemu-procs.h>
 
 void hook_warn_ksmtuned(const KsmContext *ctx)
 {
-    pid_t pid = hook_find_ksmtuned(ctx);
+    pid_t pid = ksm_find_ksmtuned(ctx);
 
     if (pid > 0) {
         hook_log(HOOK_LOG_WARNING, "ksmtuned (pid %d) is running: it also drives "

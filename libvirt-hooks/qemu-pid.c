@@ -10,76 +10,34 @@
  * decoy exits, have the guest's state pruned as stale (a guest of another
  * trust group then accepted, or an unmerge while guests run).  "-uuid UUID"
  * on the pid's command line only confirms the pid file is not stale, and
- * /proc/PID/stat's start time tells a live QEMU from a reused pid.  This
- * reads /proc/PID/cmdline and /proc/PID/stat only, never a KSM file (those
- * are libksm's).
+ * /proc/PID/stat's start time tells a live QEMU from a reused pid.  Both
+ * are read through libksm's one /proc/PID reader (ksm/ksm-task.h).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "hook.h"
-
-gboolean hook_parse_start_time(const char *stat_text, guint64 *start_time)
-{
-    /* comm is in parentheses and may contain anything: count after the last ')'. */
-    const char *p = strrchr(stat_text, ')');
-
-    if (!p) {
-        return FALSE;
-    }
-    g_auto(GStrv) fields = g_strsplit_set(p + 1, " \n", -1);
-    /* fields[0] is "" (the space after ')'), fields[1] is field 3 (state):
-     * field N is fields[N - 2]; starttime is field 22. */
-    if (g_strv_length(fields) < 21) {
-        return FALSE;
-    }
-    return g_ascii_string_to_unsigned(fields[20], 10, 0, G_MAXUINT64, start_time, NULL);
-}
-
-static gboolean read_start_time(const KsmContext *ctx, pid_t pid, guint64 *start_time)
-{
-    g_autofree char *name = g_strdup_printf("%d", (int)pid);
-    g_autofree char *path = g_build_filename(ksm_context_procfs(ctx), name, "stat", NULL);
-    g_autofree char *text = NULL;
-
-    if (!g_file_get_contents(path, &text, NULL, NULL)) {
-        return FALSE;
-    }
-    return hook_parse_start_time(text, start_time);
-}
+#include <ksm/ksm-task.h>
 
 gboolean hook_process_alive(const KsmContext *ctx, pid_t pid, guint64 start_time)
 {
-    guint64 now_start;
+    KsmTaskStat ts;
 
-    return pid > 0 && read_start_time(ctx, pid, &now_start) && now_start == start_time;
-}
-
-static gboolean cmdline_has_uuid(const char *text, gsize len, const char *uuid)
-{
-    const char *end = text + len;
-    const char *prev = NULL;
-
-    for (const char *arg = text; arg < end; arg += strlen(arg) + 1) {
-        if (prev && (strcmp(prev, "-uuid") == 0 || strcmp(prev, "--uuid") == 0) &&
-            g_ascii_strcasecmp(arg, uuid) == 0) {
-            return TRUE;
-        }
-        prev = arg;
-    }
-    return FALSE;
+    return pid > 0 && ksm_task_stat_read(ctx, pid, &ts, NULL) && ts.has_start_time &&
+           ts.start_time == start_time;
 }
 
 gboolean hook_process_has_uuid(const KsmContext *ctx, pid_t pid, const char *uuid)
 {
-    g_autofree char *name = g_strdup_printf("%d", (int)pid);
-    g_autofree char *path = g_build_filename(ksm_context_procfs(ctx), name, "cmdline", NULL);
-    g_autofree char *text = NULL;
-    gsize len;
+    g_auto(GStrv) argv = pid > 0 ? ksm_task_cmdline_read(ctx, pid, 0, NULL) : NULL;
 
-    /* g_file_get_contents NUL-terminates even if the last argument is not. */
-    return pid > 0 && g_file_get_contents(path, &text, &len, NULL) && len > 0 &&
-           cmdline_has_uuid(text, len, uuid);
+    for (guint i = 0; argv && argv[i] && argv[i + 1]; i++) {
+        if ((strcmp(argv[i], "-uuid") == 0 || strcmp(argv[i], "--uuid") == 0) &&
+            g_ascii_strcasecmp(argv[i + 1], uuid) == 0) {
+            return TRUE;
+        }
+    }
+    return FALSE;
 }
 
 gboolean hook_domain_name_is_file_safe(const char *name)
@@ -158,15 +116,16 @@ pid_t hook_find_qemu(const KsmContext *ctx, const char *run_dir, const char *nam
                      const char *uuid, guint64 *start_time)
 {
     pid_t pid = read_pid_file(run_dir, name);
-    guint64 st = 0;
+    KsmTaskStat ts;
 
     /* A pid file left from an earlier run may name a reused pid: the
      * process must be this domain's QEMU. */
-    if (pid <= 0 || !hook_process_has_uuid(ctx, pid, uuid) || !read_start_time(ctx, pid, &st)) {
+    if (pid <= 0 || !hook_process_has_uuid(ctx, pid, uuid) ||
+        !ksm_task_stat_read(ctx, pid, &ts, NULL) || !ts.has_start_time) {
         return 0;
     }
     if (start_time) {
-        *start_time = st;
+        *start_time = ts.start_time;
     }
     return pid;
 }

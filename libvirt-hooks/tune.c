@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "hook.h"
+#include <ksm/ksm-task.h>
 
 #define TUNE_FILE "tune.pid"
 #define STOP_WAIT_MS 3000
@@ -35,15 +36,14 @@ static char *tune_path(HookEnv *env)
  * FALSE when it is gone. */
 static gboolean proc_stat(pid_t pid, char *state, guint64 *start)
 {
-    g_autofree char *path = g_strdup_printf("/proc/%d/stat", (int)pid);
-    g_autofree char *text = NULL;
-    const char *p;
+    g_autoptr(KsmContext) real = ksm_context_new(NULL, NULL);
+    KsmTaskStat ts;
 
-    if (!g_file_get_contents(path, &text, NULL, NULL) || !(p = strrchr(text, ')')) ||
-        p[1] != ' ' || !hook_parse_start_time(text, start)) {
+    if (!ksm_task_stat_read(real, pid, &ts, NULL) || !ts.has_start_time) {
         return FALSE;
     }
-    *state = p[2];
+    *state = ts.state;
+    *start = ts.start_time;
     return TRUE;
 }
 

@@ -294,22 +294,6 @@ static void test_config(void)
     }
 }
 
-static void test_start_time(void)
-{
-    guint64 t = 0;
-
-    g_assert_true(hook_parse_start_time(
-        "1234 (qemu-system-x86) S 1 1234 1234 0 -1 4194560 100 0 0 0 5 6 0 0 20 0 3 0 "
-        "987654 1000000 2000 18446744073709551615\n", &t));
-    g_assert_cmpuint(t, ==, 987654);
-    /* A comm with spaces and parentheses. */
-    g_assert_true(hook_parse_start_time(
-        "99 (a) b (c) S 1 99 99 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0 0\n", &t));
-    g_assert_cmpuint(t, ==, 42);
-    g_assert_false(hook_parse_start_time("99 (short) S 1 2\n", &t));
-    g_assert_false(hook_parse_start_time("garbage", &t));
-}
-
 /* hook_path_trusted follows symlinks one by one, checking every directory
  * it passes through, the links' own directories and the target. */
 static void test_path_trust(void)
@@ -399,7 +383,6 @@ int main(int argc, char **argv)
     g_test_add_func("/hook/uuid-and-group", test_uuid_and_group);
     g_test_add_func("/hook/quote", test_quote);
     g_test_add_func("/hook/config", test_config);
-    g_test_add_func("/hook/start-time", test_start_time);
     g_test_add_func("/hook/path-trust", test_path_trust);
     g_test_add_func("/hook/libvirt-file-name", test_libvirt_file_name);
     return g_test_run();

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * ksm-qemu-procs.h: the QEMU processes on this host (samepage stats,
- * estimate and unmerge list guests with it).
+ * ksm-qemu-procs.h: the processes on this host that matter to KSM: the
+ * QEMU processes (samepage stats, estimate and unmerge list guests with
+ * it) and a rival tuner, Debian's ksmtuned.
  */
 #ifndef KSM_QEMU_PROCS_H
 #define KSM_QEMU_PROCS_H
@@ -27,6 +28,12 @@ typedef struct {
 GPtrArray *ksm_find_qemu_processes(const KsmContext *ctx);
 /* Guest name from a NUL-separated argv (exposed for tests). */
 char *ksm_qemu_name_from_argv(const char *const *argv, guint argc);
+
+/*
+ * The pid of a running ksmtuned (Debian's ksmtuned daemon, which also drives
+ * run, pages_to_scan and sleep_millisecs), or 0.  See ksm-ksmtuned.c.
+ */
+pid_t ksm_find_ksmtuned(const KsmContext *ctx);
 
 G_END_DECLS
 
