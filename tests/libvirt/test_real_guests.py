@@ -13,7 +13,6 @@ The daemons, hook, config and knobs are test_ksm_hook.py's LibvirtHost
     /usr/bin/python3 tests/libvirt/test_real_guests.py [-k PATTERN]
 """
 import os
-import shutil
 import sys
 import time
 import unittest
