@@ -6,12 +6,15 @@ exceptions are independent_range_count(), fill_census() and
 smaps_mergeable(), which read pagemap/kpageflags, /proc/PID/mem and smaps
 directly: they exist to check libksm's own figures against a second opinion.
 
-Guest (below) runs the project's guest (scripts/make-guest) in a built QEMU
-through QEMU's own python/qemu package, for the guest suites and
-scripts/quickstart.
+Guest (below) runs the project's guests (scripts/make-guest: the busybox
+initramfs, or with --image debian a real Debian 12 system with nginx and
+PostgreSQL on a disk) in a built QEMU through QEMU's own python/qemu package,
+for the guest suites and scripts/quickstart; WebPoller polls a Debian
+guest's web server from the host while a test does something to it.
 """
 import codecs
 import contextlib
+import http.client
 import json
 import os
 import re
@@ -77,9 +80,11 @@ def find_qemu(version):
     return _script_paths('build-qemu', '--qemu', version)
 
 
-def find_guest():
-    """{'kernel': vmlinuz, 'initrd': initramfs} of the project's guest, or None."""
-    return _script_paths('make-guest')
+def find_guest(image='busybox'):
+    """What scripts/make-guest --image IMAGE --print prints, or None when it
+    is not built: {'kernel', 'initrd'} for busybox; for debian also 'disk'
+    (raw ext4), 'append' (kernel command line), 'marker', 'image'."""
+    return _script_paths('make-guest', '--image', image)
 
 
 def require_root(test):
@@ -332,17 +337,36 @@ class Guest:
     `ram_id`, given to the machine with -machine memory-backend=ID.  The
     workload (idle, fill, churn) and its size and seed go on the kernel
     command line.  shutdown() always ends the QEMU process (QMP quit, then
-    SIGKILL through QEMUMachine) and never raises."""
+    SIGKILL through QEMUMachine) and never raises.
+
+    A Debian guest (guest['image'] == 'debian') boots its own kernel and
+    initramfs with its disk image on virtio-blk, snapshot=on (its writes go
+    to a temporary overlay of this QEMU: the image is shared by every guest
+    and never changes), and a virtio NIC on QEMU's user network that
+    forwards 127.0.0.1:http_port on the host to the guest's port 80 (nginx).
+    The workload arguments do not apply to it: it runs its services."""
 
     def __init__(self, paths, guest, name, *, mem=256, workload='idle', mib=None, seed=None,
                  ram_type='memory-backend-ksm', ram_id='m0', ram_opts='', machine_opts='',
-                 maxmem=None, args=(), append='', accel='tcg', own_session=False):
+                 maxmem=None, args=(), append='', accel='tcg', own_session=False,
+                 http_port=None):
         use_qemu_python(paths)
         from qemu.machine import QEMUMachine
-        cmdline = ['console=ttyS0', 'quiet', 'panic=-1', f'samepage.workload={workload}']
-        if mib is not None:
+        self.image = guest.get('image', 'busybox')
+        self.http_port = None
+        disk_args = []
+        if self.image == 'debian':
+            cmdline = guest['append'].split()
+            self.http_port = http_port or free_port()
+            disk_args = ['-drive', f'file={guest["disk"]},format=raw,if=virtio,snapshot=on',
+                         '-netdev', f'user,id=n0,hostfwd=tcp:127.0.0.1:{self.http_port}-:80',
+                         '-device', 'virtio-net-pci,netdev=n0,romfile=',
+                         '-device', 'virtio-rng-pci']
+        else:
+            cmdline = ['console=ttyS0', 'quiet', 'panic=-1', f'samepage.workload={workload}']
+        if mib is not None and self.image != 'debian':
             cmdline.append(f'samepage.mib={mib}')
-        if seed is not None:
+        if seed is not None and self.image != 'debian':
             cmdline.append(f'samepage.seed={seed}')
         if append:
             cmdline.append(append)
@@ -351,7 +375,7 @@ class Guest:
                      '-machine', f'pc,memory-backend={ram_id}{machine_opts}', '-m', m,
                      '-object', f'{ram_type},id={ram_id},size={mem}M{ram_opts}',
                      '-no-reboot', '-kernel', guest['kernel'], '-initrd', guest['initrd'],
-                     '-append', ' '.join(cmdline), *args]
+                     '-append', ' '.join(cmdline), *disk_args, *args]
         self.name = name
         self.mem = mem
         self.ram_id = ram_id
@@ -443,8 +467,27 @@ class Guest:
         raise AssertionError(f'{self.name}: no console line {pattern!r} within {timeout}s; '
                              f'console:\n{self.tail()}')
 
-    def wait_ready(self, timeout=60):
-        return self.wait_line(r'SAMEPAGE-READY workload=\S+', timeout)
+    def wait_ready(self, timeout=None):
+        """The busybox guest's SAMEPAGE-READY; for a Debian guest, its
+        SAMEPAGE-READY image=debian (nginx and PostgreSQL answer inside the
+        guest), then nginx answering the host on the forwarded port."""
+        if self.image != 'debian':
+            return self.wait_line(r'SAMEPAGE-READY workload=\S+', timeout or 60)
+        timeout = timeout or 300
+        t0 = time.monotonic()
+        i, m = self.wait_line(r'SAMEPAGE-(READY image=debian|ERROR) .*', timeout, search=True)
+        if m.group(1) != 'READY image=debian':
+            raise AssertionError(f'{self.name}: {m.group(0)}; console:\n{self.tail()}')
+        left = max(10, timeout - (time.monotonic() - t0))
+        wait_for(lambda: self.http_ok(), left, interval=0.5,
+                 what=f'{self.name}: nginx on 127.0.0.1:{self.http_port}')
+        return i, m
+
+    def http_ok(self, timeout=5):
+        try:
+            return http_get(self.http_port, '/', timeout)[0] == 200
+        except (OSError, http.client.HTTPException):
+            return False
 
     def wait_filled(self, timeout=120):
         """Wait for SAMEPAGE-FILLED; fails at once if the workload ended
@@ -563,8 +606,87 @@ def guest_accel(paths, guest):
     return _accel_cache[paths['qemu']]
 
 
-def require_guest():
-    g = find_guest()
+def require_guest(image='busybox'):
+    g = find_guest(image)
     if not g:
-        raise unittest.SkipTest('no guest built (scripts/make-guest)')
+        raise unittest.SkipTest(f'no {image} guest built (scripts/make-guest --image {image})')
     return g
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now (for hostfwd)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def http_get(port, path='/', timeout=5):
+    """GET http://127.0.0.1:port/path; returns (HTTP status, seconds)."""
+    t0 = time.monotonic()
+    conn = http.client.HTTPConnection('127.0.0.1', port, timeout=timeout)
+    try:
+        conn.request('GET', path, headers={'Connection': 'close'})
+        r = conn.getresponse()
+        r.read()
+        return r.status, time.monotonic() - t0
+    finally:
+        conn.close()
+
+
+class WebPoller:
+    """Polls a guest's web server from the host, one request after the
+    other (each with its own connection and a 5 s timeout), in a thread,
+    recording (start, seconds, error or None) of every request, until
+    stop().  A request fails when it raises or answers other than 200."""
+
+    def __init__(self, port, path='/', timeout=5, pause=0.0):
+        self.port, self.path, self.timeout, self.pause = port, path, timeout, pause
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f'poll-{port}', daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            t = time.monotonic()
+            try:
+                status, took = http_get(self.port, self.path, self.timeout)
+                err = None if status == 200 else f'HTTP {status}'
+            except (OSError, http.client.HTTPException) as e:
+                took, err = time.monotonic() - t, f'{type(e).__name__}: {e}'
+            self.samples.append((t, took, err))
+            if self.pause:
+                self._stop.wait(self.pause)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(self.timeout + 5)
+        return self
+
+    def window(self, t0=None, t1=None):
+        """Requests that started in [t0, t1)."""
+        return [s for s in self.samples
+                if (t0 is None or s[0] >= t0) and (t1 is None or s[0] < t1)]
+
+    @staticmethod
+    def summary(samples):
+        """{'requests', 'failed', 'p50_ms', 'p99_ms', 'max_ms', 'errors'} of samples."""
+        lat = sorted(s[1] * 1000 for s in samples)
+
+        def pct(p):
+            return round(lat[min(len(lat) - 1, int(len(lat) * p))], 1) if lat else None
+        return {'requests': len(samples), 'failed': sum(1 for s in samples if s[2]),
+                'p50_ms': pct(0.5), 'p99_ms': pct(0.99),
+                'max_ms': round(lat[-1], 1) if lat else None,
+                'errors': sorted({s[2] for s in samples if s[2]})[:3]}
+
+    @staticmethod
+    def describe(st):
+        if not st['requests']:
+            return 'no requests'
+        return (f'{st["requests"]} requests, {st["failed"]} failed, latency p50 {st["p50_ms"]} '
+                f'ms, p99 {st["p99_ms"]} ms, max {st["max_ms"]} ms'
+                + (f' ({"; ".join(st["errors"])})' if st['errors'] else ''))
