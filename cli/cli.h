@@ -122,6 +122,8 @@ typedef struct {
     char *exe;
     KsmProcStat stat;     /* valid when error is NULL */
     char *error;          /* why the figures could not be read (permission) */
+    gboolean have_saved;  /* stat has ksm_merging_pages */
+    guint64 saved_bytes;  /* this guest's part of saved (cli_process_saved_bytes) */
 } CliProcess;
 
 /* Everything `stats` prints, read once so all output formats agree. */
@@ -135,6 +137,14 @@ typedef struct {
     guint64 ksmd_cpu_ticks;
     long clock_ticks_per_second;
 } CliReport;
+
+/*
+ * A process's part of `saved` (docs/glossary.md): its zero pages, plus its
+ * ksm_merging_pages times pages_sharing / (pages_shared + pages_sharing).
+ * Summed over every process using KSM it is the host's saved_bytes.
+ */
+guint64 cli_process_saved_bytes(const KsmSnapshot *snap, gsize page_size,
+                                const KsmProcStat *stat);
 
 CliReport *cli_report_collect(const KsmContext *ctx, gboolean with_processes,
                                     GError **error);

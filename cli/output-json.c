@@ -80,6 +80,11 @@ static void add_process(JsonBuilder *builder, const CliProcess *proc)
             json_builder_end_array(builder);
         }
         json_builder_end_object(builder);
+        if (proc->have_saved) {
+            /* This guest's part of derived.saved_bytes (docs/glossary.md). */
+            json_builder_set_member_name(builder, "saved_bytes");
+            json_builder_add_int_value(builder, (gint64)proc->saved_bytes);
+        }
     }
     json_builder_end_object(builder);
 }

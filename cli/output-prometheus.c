@@ -285,6 +285,22 @@ static void process_figures(GString *out, const GPtrArray *processes)
     gboolean started = FALSE;
     for (guint i = 0; i < processes->len; i++) {
         const CliProcess *proc = g_ptr_array_index(processes, i);
+        if (proc->error || !proc->have_saved) {
+            continue;
+        }
+        if (!started) {
+            family(out, "samepage_process_ksm_saved_bytes", "gauge",
+                   "This QEMU process's part of ksm_saved_bytes: (ksm_zero_pages + "
+                   "ksm_merging_pages * pages_sharing / (pages_shared + pages_sharing)) * page size");
+            started = TRUE;
+        }
+        g_autofree char *labels = process_labels(proc);
+        sample_int(out, "samepage_process_ksm_saved_bytes", labels, (gint64)proc->saved_bytes);
+    }
+
+    started = FALSE;
+    for (guint i = 0; i < processes->len; i++) {
+        const CliProcess *proc = g_ptr_array_index(processes, i);
         if (proc->error || proc->stat.mergeable < 0) {
             continue;
         }

@@ -70,8 +70,8 @@ static void processes(GString *out, const GPtrArray *procs)
         return;
     }
     g_string_append(out, "QEMU processes\n");
-    g_string_append_printf(out, "  %8s  %-24s %14s %12s %12s %14s  %s\n", "PID", "GUEST",
-                           "MERGING_PAGES", "ZERO_PAGES", "RMAP_ITEMS", "PROFIT_BYTES",
+    g_string_append_printf(out, "  %8s  %-24s %14s %12s %12s %12s %14s  %s\n", "PID", "GUEST",
+                           "MERGING_PAGES", "ZERO_PAGES", "SAVED", "RMAP_ITEMS", "PROFIT_BYTES",
                            "MERGEABLE");
     for (guint i = 0; i < procs->len; i++) {
         const CliProcess *proc = g_ptr_array_index(procs, i);
@@ -89,6 +89,13 @@ static void processes(GString *out, const GPtrArray *procs)
         };
         static const int widths[] = { 14, 12, 12, 14 };
         for (guint c = 0; c < G_N_ELEMENTS(columns); c++) {
+            if (c == 2) {
+                /* This guest's part of saved_bytes (docs/glossary.md). */
+                g_autofree char *saved = proc->have_saved
+                                         ? cli_format_bytes((gint64)proc->saved_bytes)
+                                         : g_strdup("-");
+                g_string_append_printf(out, " %12s", saved);
+            }
             if (proc->stat.present[columns[c]]) {
                 g_string_append_printf(out, " %*" G_GINT64_FORMAT, widths[c],
                                        proc->stat.value[columns[c]]);

@@ -16,6 +16,33 @@ static void process_free(gpointer data)
     g_free(proc);
 }
 
+/*
+ * `saved` is host-wide: a KSM page mapped n times saves n - 1 pages, a page
+ * on the zero page saves one.  A process's part: its zero pages, and of each
+ * KSM page it maps, (n - 1) / n of a page per mapping.  ksm_stat gives the
+ * mappings (ksm_merging_pages) but not n of each page, and asking n page by
+ * page means pagemap + kpagecount, a page-table walk per guest; so every
+ * mapping gets the host's share, pages_sharing / (pages_shared +
+ * pages_sharing): the sum over all KSM processes of ksm_merging_pages is
+ * pages_shared + pages_sharing, so the parts add up to saved exactly.
+ * Doubles: exact for page counts below 2^53.
+ */
+guint64 cli_process_saved_bytes(const KsmSnapshot *snap, gsize page_size,
+                                const KsmProcStat *stat)
+{
+    gint64 shared = ksm_snapshot_get_or(snap, KSM_FIELD_PAGES_SHARED, 0);
+    gint64 sharing = ksm_snapshot_get_or(snap, KSM_FIELD_PAGES_SHARING, 0);
+    gint64 merging = stat->present[KSM_PROC_MERGING_PAGES] ? stat->value[KSM_PROC_MERGING_PAGES]
+                                                           : 0;
+    gint64 zero = stat->present[KSM_PROC_ZERO_PAGES] ? stat->value[KSM_PROC_ZERO_PAGES] : 0;
+    double pages = (double)MAX(zero, 0);
+
+    if (shared + sharing > 0 && sharing > 0 && merging > 0) {
+        pages += (double)merging * (double)sharing / (double)(shared + sharing);
+    }
+    return (guint64)(pages * (double)page_size + 0.5);
+}
+
 static gint compare_pid(gconstpointer a, gconstpointer b)
 {
     const CliProcess *pa = *(CliProcess *const *)a;
@@ -23,7 +50,13 @@ static gint compare_pid(gconstpointer a, gconstpointer b)
     return (pa->pid > pb->pid) - (pa->pid < pb->pid);
 }
 
-static GPtrArray *collect_processes(const KsmContext *ctx)
+/*
+ * Per process: /proc/PID/cmdline (found by ksm_find_qemu_processes) and
+ * /proc/PID/ksm_stat, two short reads; never smaps or pagemap, whose cost
+ * grows with the guest's RAM.
+ */
+static GPtrArray *collect_processes(const KsmContext *ctx, const KsmSnapshot *snap,
+                                    gsize page_size)
 {
     g_autoptr(GPtrArray) found = ksm_find_qemu_processes(ctx);
     GPtrArray *processes = g_ptr_array_new_with_free_func(process_free);
@@ -42,6 +75,9 @@ static GPtrArray *collect_processes(const KsmContext *ctx)
             }
             /* Another user's QEMU without privilege: list it, say why no figures. */
             proc->error = g_strdup(error->message);
+        } else if (proc->stat.present[KSM_PROC_MERGING_PAGES]) {
+            proc->have_saved = TRUE;
+            proc->saved_bytes = cli_process_saved_bytes(snap, page_size, &proc->stat);
         }
         proc->pid = qemu->pid;
         proc->guest = g_strdup(qemu->name);
@@ -63,7 +99,7 @@ CliReport *cli_report_collect(const KsmContext *ctx, gboolean with_processes,
     }
     report->page_size = ksm_context_page_size(ctx);
     ksm_derive(report->snap, report->page_size, &report->derived);
-    report->processes = with_processes ? collect_processes(ctx)
+    report->processes = with_processes ? collect_processes(ctx, report->snap, report->page_size)
                                        : g_ptr_array_new_with_free_func(process_free);
 
     /* ksmd's CPU time is a bonus: its absence never fails the report. */

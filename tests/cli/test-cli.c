@@ -16,6 +16,7 @@
 #include <json-glib/json-glib.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -450,6 +451,204 @@ static void test_stats_table(Tree *t, gconstpointer data)
     g_autofree char *err = NULL;
     g_assert_cmpint(run_cli(t, NULL, &err, "stats", "--json", "--prometheus"), ==, 2);
     assert_one_error_line(err);
+}
+
+/* 64 QEMU processes, with figures that differ per guest. */
+#define MANY_QEMUS 64
+#define MANY_FIRST_PID 5000
+
+static gint64 many_merging(guint i) { return 100 + 3 * (gint64)i; }
+static gint64 many_zero(guint i) { return i % 5; }
+static gint64 many_rmap(guint i) { return many_merging(i) + many_zero(i) + 50 + i; }
+
+/* Every QEMU's part of saved, in bytes, rounded to the nearest (docs/glossary.md):
+ * (zero + merging * sharing / (shared + sharing)) * page size, in integers. */
+static gint64 expected_saved(gint64 merging, gint64 zero, gint64 shared, gint64 sharing)
+{
+    gint64 ps = sysconf(_SC_PAGESIZE);
+    gint64 den = shared + sharing;
+    gint64 num = (zero * den + merging * sharing) * ps;
+    return (2 * num + den) / (2 * den);
+}
+
+/* cli/util.c's cli_format_bytes, restated: what the table's SAVED column shows. */
+static char *format_bytes(gint64 bytes)
+{
+    static const char *const units[] = { "KiB", "MiB", "GiB", "TiB" };
+    if (bytes < 1024) {
+        return g_strdup_printf("%" G_GINT64_FORMAT " B", bytes);
+    }
+    double value = (double)bytes / 1024.0;
+    guint unit = 0;
+    while (value >= 1024.0 && unit + 1 < G_N_ELEMENTS(units)) {
+        value /= 1024.0;
+        unit++;
+    }
+    return g_strdup_printf("%.1f %s", value, units[unit]);
+}
+
+/* Names of the files opened under the watched directories, "PID/name". */
+static void read_opens(int fd, GHashTable *wd_pid, GHashTable *opened)
+{
+    char buf[64 * 1024] __attribute__((aligned(__alignof__(struct inotify_event))));
+    ssize_t n;
+
+    while ((n = read(fd, buf, sizeof(buf))) > 0) {
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            g_assert_false(ev->mask & IN_Q_OVERFLOW);
+            if (ev->len > 0) {
+                int pid = GPOINTER_TO_INT(g_hash_table_lookup(wd_pid, GINT_TO_POINTER(ev->wd)));
+                g_hash_table_add(opened, g_strdup_printf("%d/%s", pid, ev->name));
+            }
+            p += sizeof(*ev) + ev->len;
+        }
+    }
+    g_assert_true(n < 0 && errno == EAGAIN);
+}
+
+static void test_stats_many_qemus(Tree *t, gconstpointer data)
+{
+    gint64 ps = sysconf(_SC_PAGESIZE);
+    /* The three QEMUs of the tree: 4242 (1000 merging, 12 zero), 4243 (7), 4244 (none). */
+    gint64 total_merging = 1000 + 7, total_zero = 12;
+    int inotify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    g_autoptr(GHashTable) wd_pid = g_hash_table_new(NULL, NULL);
+    g_autoptr(GHashTable) opened = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+
+    g_assert_cmpint(inotify, >=, 0);
+    for (guint i = 0; i < MANY_QEMUS; i++) {
+        int pid = MANY_FIRST_PID + i;
+        g_autofree char *name = g_strdup_printf("guest=vm%02u,debug-threads=on", i);
+        g_autofree char *cmdline = g_strdup_printf("/usr/bin/qemu-system-x86_64%c-name%c%s%c"
+                                                   "-m%c64M", 0, 0, name, 0, 0);
+        gsize cmdline_len = strlen("/usr/bin/qemu-system-x86_64 -name  -m 64M") + strlen(name) + 1;
+        g_autofree char *stat = g_strdup_printf(
+            "ksm_rmap_items %" G_GINT64_FORMAT "\nksm_zero_pages %" G_GINT64_FORMAT "\n"
+            "ksm_merging_pages %" G_GINT64_FORMAT "\nksm_process_profit %" G_GINT64_FORMAT "\n"
+            "ksm_merge_any: no\nksm_mergeable: yes\n", many_rmap(i), many_zero(i),
+            many_merging(i), (many_merging(i) + many_zero(i)) * ps - many_rmap(i) * 64);
+        g_autofree char *merging = g_strdup_printf("%" G_GINT64_FORMAT "\n", many_merging(i));
+        add_process(t, pid, "qemu-system-x86", cmdline, cmdline_len, PF_USER, stat, merging);
+        total_merging += many_merging(i);
+        total_zero += many_zero(i);
+
+        /* What costs a page-table walk per guest: unreadable to anyone but root,
+         * and not what a parser expects; inotify tells whether root opened them. */
+        g_autofree char *pid_text = g_strdup_printf("%d", pid);
+        g_autofree char *dir = g_build_filename(t->procfs, pid_text, NULL);
+        write_file(dir, "smaps", "not smaps\n", -1);
+        write_file(dir, "smaps_rollup", "not smaps\n", -1);
+        write_file(dir, "pagemap", "not pagemap", -1);
+        for (const char *const *f = (const char *const[]){ "smaps", "smaps_rollup", "pagemap",
+                                                           NULL }; *f; f++) {
+            g_autofree char *path = g_build_filename(dir, *f, NULL);
+            g_assert_cmpint(g_chmod(path, 0), ==, 0);
+        }
+        int wd = inotify_add_watch(inotify, dir, IN_OPEN);
+        g_assert_cmpint(wd, >=, 0);
+        g_hash_table_insert(wd_pid, GINT_TO_POINTER(wd), GINT_TO_POINTER(pid));
+    }
+    /* A consistent host: every mapping of a KSM page is some process's merging page. */
+    gint64 shared = total_merging / 4, sharing = total_merging - shared;
+    g_autofree char *shared_text = g_strdup_printf("%" G_GINT64_FORMAT "\n", shared);
+    g_autofree char *sharing_text = g_strdup_printf("%" G_GINT64_FORMAT "\n", sharing);
+    g_autofree char *zero_text = g_strdup_printf("%" G_GINT64_FORMAT "\n", total_zero);
+    write_file(t->ksm_dir, "pages_shared", shared_text, -1);
+    write_file(t->ksm_dir, "pages_sharing", sharing_text, -1);
+    write_file(t->ksm_dir, "ksm_zero_pages", zero_text, -1);
+
+    /* JSON: every guest's merging pages, zero pages and saved bytes. */
+    g_autofree char *out = NULL;
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GError) error = NULL;
+    g_assert_cmpint(run_cli(t, &out, NULL, "stats", "--json"), ==, 0);
+    json_parser_load_from_data(parser, out, -1, &error);
+    g_assert_no_error(error);
+    JsonObject *root = json_node_get_object(json_parser_get_root(parser));
+    JsonArray *processes = json_object_get_array_member(root, "processes");
+    g_assert_cmpuint(json_array_get_length(processes), ==, MANY_QEMUS + 3);
+    gint64 host_saved = json_object_get_int_member(json_object_get_object_member(root, "derived"),
+                                                   "saved_bytes");
+    g_assert_cmpint(host_saved, ==, (sharing + total_zero) * ps);
+    gint64 sum_saved = 0;
+    for (guint i = 0; i < json_array_get_length(processes); i++) {
+        JsonObject *proc = json_array_get_object_element(processes, i);
+        if (json_object_has_member(proc, "saved_bytes")) {
+            sum_saved += json_object_get_int_member(proc, "saved_bytes");
+        }
+    }
+    for (guint i = 0; i < MANY_QEMUS; i++) {
+        JsonObject *proc = find_process(processes, MANY_FIRST_PID + i);
+        g_autofree char *guest = g_strdup_printf("vm%02u", i);
+        g_assert_nonnull(proc);
+        g_assert_cmpstr(json_object_get_string_member(proc, "guest"), ==, guest);
+        JsonObject *stat = json_object_get_object_member(proc, "ksm_stat");
+        g_assert_cmpint(json_object_get_int_member(stat, "ksm_merging_pages"), ==, many_merging(i));
+        g_assert_cmpint(json_object_get_int_member(stat, "ksm_zero_pages"), ==, many_zero(i));
+        g_assert_cmpint(json_object_get_int_member(stat, "ksm_rmap_items"), ==, many_rmap(i));
+        g_assert_cmpint(json_object_get_int_member(proc, "saved_bytes"), ==,
+                        expected_saved(many_merging(i), many_zero(i), shared, sharing));
+    }
+    /* The older kernel's QEMU (ksm_merging_pages only) has its part too; the
+     * one without figures has none. */
+    g_assert_cmpint(json_object_get_int_member(find_process(processes, 4243), "saved_bytes"), ==,
+                    expected_saved(7, 0, shared, sharing));
+    g_assert_false(json_object_has_member(find_process(processes, 4244), "saved_bytes"));
+    /* The parts add up to the host's saved bytes (each part rounded to a byte). */
+    g_assert_cmpint(ABS(sum_saved - host_saved), <=, MANY_QEMUS + 3);
+
+    /* Prometheus: the same figures, one series per guest. */
+    g_autofree char *prom = NULL;
+    g_assert_cmpint(run_cli(t, &prom, NULL, "stats", "--prometheus"), ==, 0);
+    g_assert_nonnull(strstr(prom, "\n# TYPE samepage_process_ksm_saved_bytes gauge\n"));
+    for (guint i = 0; i < MANY_QEMUS; i++) {
+        g_autofree char *labels = g_strdup_printf("{pid=\"%u\",guest=\"vm%02u\"}",
+                                                  MANY_FIRST_PID + i, i);
+        g_autofree char *merging = g_strdup_printf(
+            "\nsamepage_process_ksm_merging_pages%s %" G_GINT64_FORMAT "\n", labels,
+            many_merging(i));
+        g_autofree char *zero = g_strdup_printf(
+            "\nsamepage_process_ksm_zero_pages%s %" G_GINT64_FORMAT "\n", labels, many_zero(i));
+        g_autofree char *saved = g_strdup_printf(
+            "\nsamepage_process_ksm_saved_bytes%s %" G_GINT64_FORMAT "\n", labels,
+            expected_saved(many_merging(i), many_zero(i), shared, sharing));
+        g_assert_nonnull(strstr(prom, merging));
+        g_assert_nonnull(strstr(prom, zero));
+        g_assert_nonnull(strstr(prom, saved));
+    }
+
+    /* The table: one row per guest, its merging and zero pages and its saved size. */
+    g_autofree char *table = NULL;
+    g_assert_cmpint(run_cli(t, &table, NULL, "stats"), ==, 0);
+    g_assert_nonnull(strstr(table, " SAVED "));
+    for (guint i = 0; i < MANY_QEMUS; i++) {
+        g_autofree char *size = format_bytes(expected_saved(many_merging(i), many_zero(i),
+                                                            shared, sharing));
+        g_autofree char *guest = g_strdup_printf("vm%02u", i);
+        g_autofree char *row = g_strdup_printf("  %8u  %-24s %14" G_GINT64_FORMAT " %12"
+                                               G_GINT64_FORMAT " %12s %12" G_GINT64_FORMAT " ",
+                                               MANY_FIRST_PID + i, guest, many_merging(i),
+                                               many_zero(i), size, many_rmap(i));
+        g_assert_nonnull(strstr(table, row));
+    }
+
+    /* Per process only cmdline and ksm_stat (comm, stat: the ksmd search);
+     * never smaps or pagemap.  The watch sees the reads it allows, so it can fail. */
+    read_opens(inotify, wd_pid, opened);
+    close(inotify);
+    for (guint i = 0; i < MANY_QEMUS; i++) {
+        for (const char *const *f = (const char *const[]){ "cmdline", "ksm_stat", NULL }; *f;
+             f++) {
+            g_autofree char *key = g_strdup_printf("%u/%s", MANY_FIRST_PID + i, *f);
+            g_assert_true(g_hash_table_contains(opened, key));
+        }
+        for (const char *const *f = (const char *const[]){ "smaps", "smaps_rollup", "pagemap",
+                                                           NULL }; *f; f++) {
+            g_autofree char *key = g_strdup_printf("%u/%s", MANY_FIRST_PID + i, *f);
+            g_assert_false(g_hash_table_contains(opened, key));
+        }
+    }
 }
 
 static void test_set_good(Tree *t, gconstpointer data)
@@ -1162,6 +1361,7 @@ int main(int argc, char **argv)
     TREE_TEST("/cli/stats/json", test_stats_json, NULL);
     TREE_TEST("/cli/stats/prometheus", test_stats_prometheus, NULL);
     TREE_TEST("/cli/stats/table", test_stats_table, NULL);
+    TREE_TEST("/cli/stats/64-qemus", test_stats_many_qemus, NULL);
     TREE_TEST("/cli/stats/hostile-guest-name", test_hostile_name, NULL);
     TREE_TEST("/cli/estimate/hostile-guest-name", test_estimate_hostile_name, NULL);
     TREE_TEST("/cli/set/good", test_set_good, NULL);
