@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * fuzz-qemu-cmdline.c: a QEMU's /proc/PID/cmdline, from which libksm takes
+ * the guest's name (kernel/ksm-qemu-procs.c) and samepage its QMP socket
+ * (cli/qmp-socket.c).  Any user can start a process that looks like QEMU.
+ *
+ * Input: the command line as /proc shows it (arguments ending in NULs).
+ */
+#include "fuzz-common.h"
+#include "unmerge.h"
+
+#define PID 4242
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fuzz_init();
+    guint argc;
+    g_auto(GStrv) argv = fuzz_split_nul(data, size, &argc);
+    g_autoptr(GError) error = NULL;
+
+    g_free(ksm_qemu_name_from_argv((const char *const *)argv, argc));
+    g_autofree char *socket = cli_qmp_socket_from_argv((const char *const *)argv, argc,
+                                                       "/run/qemu-cwd", &error);
+    g_assert(socket ? g_path_is_absolute(socket) : error != NULL);
+    g_clear_error(&error);
+
+    /* The same bytes as a process of the fake /proc. */
+    g_autofree char *rel = g_strdup_printf("proc/%d/cmdline", PID);
+    g_free(fuzz_write(rel, data, size));
+    g_autoptr(GPtrArray) found = ksm_find_qemu_processes(fuzz_ctx());
+    g_assert(found->len <= 1);
+    g_autofree char *of_pid = cli_qmp_socket_of_pid(fuzz_ctx(), PID, &error);
+    g_assert(of_pid || error);
+    return 0;
+}
