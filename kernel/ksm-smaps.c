@@ -64,7 +64,11 @@ static void account_area(const SmapsArea *area, guint64 start, guint64 end,
             out->ksm_bytes = 0;
         }
         if (area->start >= start && area->end <= end) {
-            out->ksm_bytes += area->ksm_kb * 1024;
+            /* ksm_kb is at most the area's size (parse checks): no overflow
+             * here, and the sum saturates rather than wrap. */
+            guint64 add = (guint64)area->ksm_kb * 1024;
+            out->ksm_bytes = add > (guint64)(G_MAXINT64 - out->ksm_bytes)
+                ? G_MAXINT64 : out->ksm_bytes + (gint64)add;
         }
     }
 }
@@ -115,6 +119,14 @@ gboolean ksm_range_smaps_parse(const char *text, guint64 start, guint64 len,
             area.mergeable = ksm_vmflags_has(colon + 1, "mg");
         } else if (g_str_has_prefix(line, "KSM:")) {
             gint64 kb = g_ascii_strtoll(colon + 1, NULL, 10);
+            /* More KSM than the area maps is no kernel's figure. */
+            if (kb > 0 && (guint64)kb > (area.end - area.start) / 1024) {
+                g_set_error(error, KSM_ERROR, KSM_ERROR_PARSE,
+                            "smaps line %u: KSM: %" G_GINT64_FORMAT " kB is more than its "
+                            "area's %" G_GUINT64_FORMAT " kB", i + 1, kb,
+                            (area.end - area.start) / 1024);
+                return FALSE;
+            }
             area.ksm_kb = kb >= 0 ? kb : 0;
         }
     }
