@@ -160,8 +160,7 @@ static gboolean parse(HookConfig *cfg, GKeyFile *kf, const char *path, GError **
     if (scan) {
         g_strstrip(scan);
         if (strcmp(scan, "manual") == 0) {
-            cfg->scan_mode = HOOK_SCAN_TUNE;
-    cfg->cli_path = g_strdup(HOOK_CLI_PATH);
+            cfg->scan_mode = HOOK_SCAN_MANUAL;
         } else if (strcmp(scan, "advisor") == 0) {
             cfg->scan_mode = HOOK_SCAN_ADVISOR;
         } else if (strcmp(scan, "tune") == 0) {
