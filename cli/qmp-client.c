@@ -47,20 +47,43 @@ char *cli_qmp_command_text(const char *command, JsonObject *arguments)
     return json_generator_to_data(gen, NULL);
 }
 
+/*
+ * json-glib's typed getters assume the type (a g_return_if_fail, or NULL
+ * from a _with_default): these take whatever QEMU sent and fall back
+ * unless the member has the type asked for.
+ */
+const char *cli_qmp_string_member(JsonObject *obj, const char *name, const char *fallback)
+{
+    JsonNode *node = json_object_get_member(obj, name);
+    return node && JSON_NODE_HOLDS_VALUE(node) && json_node_get_value_type(node) == G_TYPE_STRING
+        ? json_node_get_string(node) : fallback;
+}
+
+gint64 cli_qmp_int_member(JsonObject *obj, const char *name, gint64 fallback)
+{
+    JsonNode *node = json_object_get_member(obj, name);
+    return node && JSON_NODE_HOLDS_VALUE(node) && json_node_get_value_type(node) == G_TYPE_INT64
+        ? json_node_get_int(node) : fallback;
+}
+
+JsonObject *cli_qmp_object_node(JsonNode *node)
+{
+    return node && JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node) : NULL;
+}
+
 JsonNode *cli_qmp_reply_result(JsonObject *reply, GError **error)
 {
     if (json_object_has_member(reply, "return")) {
         return json_node_copy(json_object_get_member(reply, "return"));
     }
-    JsonObject *err = json_object_has_member(reply, "error")
-        ? json_object_get_object_member(reply, "error") : NULL;
+    JsonObject *err = cli_qmp_object_node(json_object_get_member(reply, "error"));
     if (!err) {
         g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED,
-                    "QEMU sent a reply with neither return nor error");
+                    "QEMU sent a reply with neither return nor an error object");
         return NULL;
     }
-    const char *klass = json_object_get_string_member_with_default(err, "class", "");
-    const char *desc = json_object_get_string_member_with_default(err, "desc", "(no description)");
+    const char *klass = cli_qmp_string_member(err, "class", "");
+    const char *desc = cli_qmp_string_member(err, "desc", "(no description)");
     g_set_error(error, CLI_QMP_ERROR,
                 strcmp(klass, "CommandNotFound") == 0 ? CLI_QMP_ERROR_NO_COMMAND
                                                       : CLI_QMP_ERROR_COMMAND,

@@ -63,9 +63,8 @@ static JsonObject *find_job(CliQmp *qmp, const char *job_id, GError **error)
     }
     JsonArray *list = json_node_get_array(jobs);
     for (guint i = 0; i < json_array_get_length(list); i++) {
-        JsonObject *job = json_array_get_object_element(list, i);
-        if (job && g_strcmp0(json_object_get_string_member_with_default(job, "id", NULL),
-                             job_id) == 0) {
+        JsonObject *job = cli_qmp_object_node(json_array_get_element(list, i));
+        if (job && g_strcmp0(cli_qmp_string_member(job, "id", NULL), job_id) == 0) {
             return json_object_ref(job);
         }
     }
@@ -106,15 +105,16 @@ static void wait_job(CliQmp *qmp, const char *job_id, guint timeout_s, JobEnd *e
             end->dismissed = TRUE;
             return;
         }
-        const char *status = json_object_get_string_member_with_default(job, "status", "");
-        end->progress = json_object_get_int_member_with_default(job, "current-progress", 0);
-        end->total = json_object_get_int_member_with_default(job, "total-progress", 0);
+        const char *status = cli_qmp_string_member(job, "status", "");
+        end->progress = cli_qmp_int_member(job, "current-progress", 0);
+        end->total = cli_qmp_int_member(job, "total-progress", 0);
         if (tty && end->total > 0) {
+            /* In double: QEMU's figures may be anything (100 * progress overflowed). */
             fprintf(stderr, "\rsamepage: unmerging %3d%%",
-                    (int)(100 * end->progress / end->total));
+                    (int)CLAMP(100.0 * end->progress / end->total, 0, 100));
         }
         if (strcmp(status, "concluded") == 0 || strcmp(status, "null") == 0) {
-            const char *err = json_object_get_string_member_with_default(job, "error", NULL);
+            const char *err = cli_qmp_string_member(job, "error", NULL);
             if (tty && end->total > 0) {
                 fputc('\n', stderr);
             }

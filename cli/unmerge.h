@@ -38,6 +38,11 @@ struct CliQmp {
     void (*close)(CliQmp *qmp);
 };
 
+/* A member of a QMP reply, if it has that type (else fallback / NULL): what
+ * QEMU sends is checked, never assumed. */
+const char *cli_qmp_string_member(JsonObject *obj, const char *name, const char *fallback);
+gint64 cli_qmp_int_member(JsonObject *obj, const char *name, gint64 fallback);
+JsonObject *cli_qmp_object_node(JsonNode *node);
 /* Turn a QMP reply object into the "return" node or an error (shared by both transports). */
 JsonNode *cli_qmp_reply_result(JsonObject *reply, GError **error);
 /* {"execute": command, "arguments": arguments} as text. */
