@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * fuzz-qemu-cmdline.c: a QEMU's /proc/PID/cmdline, from which libksm takes
- * the guest's name (kernel/ksm-qemu-procs.c) and samepage its QMP socket
- * (cli/qmp-socket.c).  Any user can start a process that looks like QEMU.
+ * the guest's name (kernel/ksm-qemu-procs.c), samepage its QMP socket
+ * (cli/qmp-socket.c) and the hook a domain's QEMU by -uuid
+ * (libvirt-hooks/qemu-pid.c).  Any user can start a process that looks
+ * like QEMU.
  *
  * Input: the command line as /proc shows it (arguments ending in NULs).
  */
 #include "fuzz-common.h"
+#include "hook.h"
 #include "unmerge.h"
 
 #define PID 4242
@@ -31,5 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g_assert(found->len <= 1);
     g_autofree char *of_pid = cli_qmp_socket_of_pid(fuzz_ctx(), PID, &error);
     g_assert(of_pid || error);
+    /* No stat file: the QEMU with that -uuid is "gone meanwhile". */
+    g_assert(hook_find_qemu_by_uuid(fuzz_ctx(), "c7a5fdbd-cdaf-9455-926a-d65c16db1809",
+                                    NULL) == 0);
     return 0;
 }
