@@ -7,11 +7,15 @@
  * says is the guest owner's, not ours.
  *
  * Input: the bytes the QEMU side sends, over a real unix socket (a thread
- * plays QEMU: it sends them all, then ends its side).  Each reply is one
- * line; inputs of more than MAX_LINES lines are skipped, since every
- * "running" job costs unmerge-guest.c's 100 ms poll.
+ * plays QEMU: it sends them line by line without waiting for commands, then
+ * ends its side).  "@JOB@" in a line stands for the job id samepage chose
+ * (its pid and the time): before such a line the thread reads samepage's
+ * commands until the ksm-unmerge names it (20 ms at most), so replies can
+ * be about samepage's own job.  Inputs of more than MAX_LINES lines are
+ * skipped, since every "running" job costs unmerge-guest.c's 100 ms poll.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -51,22 +55,74 @@ static void setup(void)
     }
 }
 
-static void *qemu_side(void *arg)
+static void send_all(int fd, const char *data, size_t size)
 {
-    Qemu *q = arg;
-    int fd = accept(q->listen_fd, NULL, NULL);
-    if (fd < 0) {
-        return NULL;
-    }
-    for (size_t off = 0; off < q->size;) {
-        ssize_t n = send(fd, q->data + off, q->size - off, MSG_NOSIGNAL);
+    for (size_t off = 0; off < size;) {
+        ssize_t n = send(fd, data + off, size - off, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR) {
             continue;
         }
         if (n <= 0) {
-            break;   /* samepage hung up: it has heard enough */
+            return;   /* samepage hung up: it has heard enough */
         }
         off += n;
+    }
+}
+
+#define JOB_PREFIX "samepage-unmerge-"
+
+/* Read samepage's commands until one names its job ("samepage-unmerge-PID-MS"). */
+static char *learn_job_id(int fd, GString *heard)
+{
+    for (;;) {
+        const char *at = g_strstr_len(heard->str, heard->len, JOB_PREFIX);
+        if (at) {
+            size_t n = strspn(at + strlen(JOB_PREFIX), "0123456789-");
+            if (at[strlen(JOB_PREFIX) + n] == '"') {
+                return g_strndup(at, strlen(JOB_PREFIX) + n);
+            }
+        }
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        char buf[4096];
+        if (poll(&p, 1, 20) <= 0) {
+            return NULL;
+        }
+        ssize_t r = read(fd, buf, sizeof(buf));
+        if (r <= 0) {
+            return NULL;
+        }
+        g_string_append_len(heard, buf, r);
+    }
+}
+
+static void *qemu_side(void *arg)
+{
+    Qemu *q = arg;
+    g_autoptr(GString) heard = g_string_new(NULL);
+    g_autofree char *job = NULL;
+    gboolean asked = FALSE;
+    int fd = accept(q->listen_fd, NULL, NULL);
+
+    if (fd < 0) {
+        return NULL;
+    }
+    for (size_t start = 0; start < q->size;) {
+        const char *line = (const char *)q->data + start;
+        const char *nl = memchr(line, '\n', q->size - start);
+        size_t len = nl ? (size_t)(nl - line) + 1 : q->size - start;
+        if (!asked && g_strstr_len(line, len, "@JOB@")) {
+            job = learn_job_id(fd, heard);
+            asked = TRUE;
+        }
+        if (job) {
+            g_autofree char *text = g_strndup(line, len);   /* (cut at a NUL) */
+            g_auto(GStrv) parts = g_strsplit(text, "@JOB@", -1);
+            g_autofree char *replaced = g_strjoinv(job, parts);
+            send_all(fd, replaced, strlen(replaced));
+        } else {
+            send_all(fd, line, len);
+        }
+        start += len;
     }
     shutdown(fd, SHUT_WR);
     char sink[4096];
