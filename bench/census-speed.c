@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include <ksm/ksm.h>
+#include <ksm/ksm-census.h>
 
 static guint64 splitmix(guint64 x)
 {

@@ -11,6 +11,9 @@
 #include <glib.h>
 #include <ksm/ksm.h>
 #include <ksm/ksm-ksmd.h>
+#include <ksm/ksm-census.h>
+#include <ksm/ksm-qemu-procs.h>
+#include <ksm/ksm-unmerge.h>
 
 /*
  * Exit codes (also listed in `samepage --help`).  Scripts and the libvirt hook
@@ -81,6 +84,35 @@ const char *cli_run_state_name(gint64 run);
 double cli_scan_pages_per_second(const KsmSnapshot *snap);
 /* "12.3 MiB" style: IEC units, as operators read free(1). */
 char *cli_format_bytes(gint64 bytes);
+
+/*
+ * Text from elsewhere (a guest's -name, a QMP peer's message, a path) made
+ * safe for a terminal: valid UTF-8 with no control character.  Bytes that
+ * are not UTF-8 and C0/DEL controls become \xNN, C1 controls and the
+ * Unicode line separators and bidi overrides \uNNNN, a backslash \\; so
+ * nothing can move the cursor, forge a line or a row, or reorder text.
+ */
+char *cli_escape_text(const char *text);
+/* For JSON strings: valid UTF-8 (invalid bytes become U+FFFD); json-glib
+ * escapes the control characters itself. */
+char *cli_utf8_valid(const char *text);
+/*
+ * Flush and check stdout at the end of a command: a full disk or a closed
+ * pipe must not look like success.  Returns status, or CLI_EXIT_FAILURE
+ * with a message when something written to stdout was lost (a failing
+ * status is kept: the command has said why).
+ */
+int cli_finish_stdout(int status);
+
+/* trusted-file.c ----------------------------------------------------------- */
+
+struct stat;
+/* A regular file of root or of the caller, writable by no one else. */
+gboolean cli_check_trusted_stat(const char *path, const struct stat *st, GError **error);
+/* Read such a file (not through a symbolic link), at most max_len bytes. */
+char *cli_read_trusted_file(const char *path, gsize max_len, GError **error);
+/* Write text to path, mode 0600, atomically, never through a symbolic link. */
+gboolean cli_write_file_safely(const char *path, const char *text, GError **error);
 
 /* report.c ---------------------------------------------------------------- */
 

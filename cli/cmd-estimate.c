@@ -138,8 +138,9 @@ static int select_targets(const KsmContext *ctx, char **pids, gboolean all_qemu,
             }
         }
         if (!found) {
+            g_autofree char *shown = cli_escape_text(domains[d]);
             return cli_fail(CLI_EXIT_FAILURE,
-                               "no QEMU process runs a guest named '%s' (-name)", domains[d]);
+                            "no QEMU process runs a guest named '%s' (-name)", shown);
         }
     }
     if (all_qemu) {
@@ -208,7 +209,8 @@ static void add_json_process(JsonBuilder *b, const KsmCensusProcess *p, const ch
     member_int(b, "pid", p->pid);
     json_builder_set_member_name(b, "guest");
     if (guest) {
-        json_builder_add_string_value(b, guest);
+        g_autofree char *valid = cli_utf8_valid(guest);   /* -name may be any bytes */
+        json_builder_add_string_value(b, valid);
     } else {
         json_builder_add_null_value(b);
     }
@@ -316,7 +318,8 @@ static char *to_table(const KsmCensus *s, GHashTable *guests)
                            "READ", "ZERO", "DUP-WITHIN", "DUP-ACROSS", "KSM-MERGING");
     for (guint i = 0; i < s->n_processes; i++) {
         const KsmCensusProcess *p = &s->processes[i];
-        const char *guest = g_hash_table_lookup(guests, GINT_TO_POINTER(p->pid));
+        /* -name is any local user's text: escaped for the terminal. */
+        g_autofree char *guest = cli_escape_text(g_hash_table_lookup(guests, GINT_TO_POINTER(p->pid)));
         g_autofree char *pages = pages_text(s, p->pages);
         g_autofree char *zero = pages_text(s, p->zero_pages);
         g_autofree char *within = pages_text(s, p->dup_within);
@@ -324,7 +327,7 @@ static char *to_table(const KsmCensus *s, GHashTable *guests)
         g_autofree char *merging = p->ksm_merging_pages >= 0
                                    ? pages_text(s, (guint64)p->ksm_merging_pages) : g_strdup("-");
         g_string_append_printf(out, "  %-8d %-16s %10s %10s %10s %10s %12s%s\n", (int)p->pid,
-                               guest ? guest : "-", pages, zero, within, across, merging,
+                               *guest ? guest : "-", pages, zero, within, across, merging,
                                p->gone ? "  (exited)" : "");
     }
 
@@ -446,7 +449,7 @@ int cli_cmd_estimate(CliGlobal *global, int argc, char **argv)
     g_autofree char *text = as_json ? to_json(census, sel.guests) : to_table(census, sel.guests);
     fputs(text, stdout);
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        return cli_fail(CLI_EXIT_FAILURE, "cannot write the output: %s", g_strerror(errno));
+        return cli_fail(CLI_EXIT_FAILURE, "cannot write to standard output: %s", g_strerror(errno));
     }
     return CLI_EXIT_OK;
 }

@@ -4,8 +4,11 @@
  *
  * KSM is global to the host, so every script or test that changes a knob
  * saves them all first and puts them back afterwards, also when it fails.
- * The saved form is libksm's "knob=value" text, written atomically.
+ * The saved form is libksm's "knob=value" text, written atomically (never
+ * through a symbolic link) and read back only from a file of root or of the
+ * caller that no one else can write.
  */
+#include <errno.h>
 #include <stdio.h>
 
 #include "cli.h"
@@ -41,11 +44,14 @@ int cli_cmd_save(CliGlobal *global, int argc, char **argv)
     }
     g_autofree char *text = ksm_knob_state_to_text(state);
     if (!file) {
-        fputs(text, stdout);
+        /* main checks the final flush: `save > /dev/full` must not exit 0. */
+        if (fputs(text, stdout) == EOF || fflush(stdout) != 0) {
+            return cli_fail(CLI_EXIT_FAILURE, "cannot write the knobs to standard output: %s; "
+                            "nothing was saved", g_strerror(errno));
+        }
         return CLI_EXIT_OK;
     }
-    if (!g_file_set_contents_full(file, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600,
-                                  &error)) {
+    if (!cli_write_file_safely(file, text, &error)) {
         return cli_fail(CLI_EXIT_FAILURE, "%s", error->message);
     }
     return CLI_EXIT_OK;
@@ -77,7 +83,9 @@ int cli_cmd_restore(CliGlobal *global, int argc, char **argv)
     if (!file || argc > 1) {
         return cli_fail(CLI_EXIT_USAGE, "restore needs --file FILE and nothing else");
     }
-    if (!g_file_get_contents(file, &text, NULL, &error)) {
+    /* Root writes these values into the kernel: only from a file no one else wrote. */
+    text = cli_read_trusted_file(file, 64 * 1024, &error);
+    if (!text) {
         return cli_fail(CLI_EXIT_USAGE, "%s", error->message);
     }
     g_autoptr(KsmKnobState) state = ksm_knob_state_from_text(text, &error);

@@ -53,7 +53,7 @@ int cli_cmd_stats(CliGlobal *global, int argc, char **argv)
     fputs(text, stdout);
     /* A full disk or closed pipe must not look like success to a cron job. */
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        return cli_fail(CLI_EXIT_FAILURE, "cannot write the output: %s",
+        return cli_fail(CLI_EXIT_FAILURE, "cannot write to standard output: %s",
                            g_strerror(errno));
     }
     return CLI_EXIT_OK;

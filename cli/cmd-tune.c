@@ -10,7 +10,16 @@
  * if someone else stops ksmd (run 0 or 2) it waits and does not restart it.
  *
  * SIGUSR1 makes it converge again at once (a guest started); SIGTERM and
- * SIGINT end it, leaving the knobs as they are.
+ * SIGINT end it, leaving the knobs as they are, or, with --restore-on-exit,
+ * putting back the knobs it found.
+ *
+ * A tune killed outright (SIGKILL, the OOM killer) cannot lower
+ * pages_to_scan from its converge rate.  So it keeps a record
+ * (tune-state.h): the knobs it found and that it runs, under a lock.  The
+ * next tune (systemd's Restart=, the hook's next event) finds the record
+ * of a dead predecessor, says so in one line, converges again from the
+ * knobs as they are, and keeps the predecessor's found knobs as the ones
+ * to put back.
  */
 #include <errno.h>
 #include <signal.h>
@@ -19,8 +28,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json-glib/json-glib.h>
 #include <ksm/ksm-tune.h>
 #include "cli.h"
+#include "tune-state.h"
 
 static volatile sig_atomic_t got_stop, got_kick;
 
@@ -46,21 +57,90 @@ static void install(int sig, void (*fn)(int))
     sigaction(sig, &sa, NULL);
 }
 
+/* One line per event on stdout; JSON lines are json-glib's (bench/ parses
+ * them), so any message, translated or not, stays valid JSON. */
 static void say(gboolean json, const KsmTuneState *s, const char *event, const char *text)
 {
+    static gboolean write_failed;
+
     if (json) {
-        g_autofree char *esc = g_strescape(text, NULL);
-        printf("{\"time\": %.3f, \"event\": \"%s\", \"phase\": \"%s\", \"pages_to_scan\": %"
-               G_GUINT64_FORMAT ", \"sleep_millisecs\": %u, \"reason\": \"%s\"}\n",
-               (double)g_get_monotonic_time() / 1e6, event, ksm_tune_phase_name(s->phase),
-               s->pages_to_scan, s->sleep_ms, esc);
+        g_autoptr(JsonBuilder) b = json_builder_new();
+        g_autoptr(JsonGenerator) gen = json_generator_new();
+        g_autofree char *reason = cli_utf8_valid(text);
+
+        json_builder_begin_object(b);
+        json_builder_set_member_name(b, "time");
+        /* Milliseconds are all the precision a decision has. */
+        json_builder_add_double_value(b, (double)(g_get_monotonic_time() / 1000) / 1000.0);
+        json_builder_set_member_name(b, "event");
+        json_builder_add_string_value(b, event);
+        json_builder_set_member_name(b, "phase");
+        json_builder_add_string_value(b, ksm_tune_phase_name(s->phase));
+        json_builder_set_member_name(b, "pages_to_scan");
+        json_builder_add_int_value(b, (gint64)s->pages_to_scan);
+        json_builder_set_member_name(b, "sleep_millisecs");
+        json_builder_add_int_value(b, s->sleep_ms);
+        json_builder_set_member_name(b, "reason");
+        json_builder_add_string_value(b, reason);
+        json_builder_end_object(b);
+        g_autoptr(JsonNode) root = json_builder_get_root(b);
+        json_generator_set_root(gen, root);
+        g_autofree char *line = json_generator_to_data(gen, NULL);
+        printf("%s\n", line);
     } else {
         g_autoptr(GDateTime) now = g_date_time_new_now_local();
         g_autofree char *stamp = g_date_time_format(now, "%H:%M:%S");
+        g_autofree char *shown = cli_escape_text(text);
         printf("%s %s: pages_to_scan=%" G_GUINT64_FORMAT " sleep_millisecs=%u: %s\n", stamp,
-               event, s->pages_to_scan, s->sleep_ms, text);
+               event, s->pages_to_scan, s->sleep_ms, shown);
     }
-    fflush(stdout);
+    /* The knobs matter more than the log: keep tuning, say it once, and
+     * main makes the exit status 1. */
+    if ((fflush(stdout) != 0 || ferror(stdout)) && !write_failed) {
+        write_failed = TRUE;
+        fprintf(stderr, "samepage: tune: cannot write to standard output (%s); tuning goes "
+                        "on without a log\n", g_strerror(errno));
+    }
+}
+
+/* Is Debian's ksmtuned running?  It writes pages_to_scan and sleep_millisecs
+ * every minute: two tuners fight.  A shell script: its comm is "ksmtuned",
+ * or argv[1] is the script when started as "sh /usr/sbin/ksmtuned". */
+static pid_t find_ksmtuned(const KsmContext *ctx)
+{
+    const char *procfs = ksm_context_procfs(ctx);
+    g_autoptr(GDir) dir = g_dir_open(procfs, 0, NULL);
+    const char *name;
+
+    while (dir && (name = g_dir_read_name(dir))) {
+        gint64 pid;
+        if (!g_ascii_string_to_signed(name, 10, 1, G_MAXINT32, &pid, NULL)) {
+            continue;
+        }
+        g_autofree char *comm_path = g_build_filename(procfs, name, "comm", NULL);
+        g_autofree char *comm = NULL;
+        if (g_file_get_contents(comm_path, &comm, NULL, NULL) &&
+            strcmp(g_strchomp(comm), "ksmtuned") == 0) {
+            return (pid_t)pid;
+        }
+        g_autofree char *cmdline_path = g_build_filename(procfs, name, "cmdline", NULL);
+        g_autofree char *cmdline = NULL;
+        gsize len = 0;
+        if (!g_file_get_contents(cmdline_path, &cmdline, &len, NULL)) {
+            continue;
+        }
+        for (const char *arg = cmdline; arg < cmdline + len && arg - cmdline < 4096;) {
+            g_autofree char *base = g_path_get_basename(arg);
+            if (strcmp(base, "ksmtuned") == 0) {
+                return (pid_t)pid;
+            }
+            if (arg != cmdline) {
+                break;   /* argv[0] and argv[1] only */
+            }
+            arg += strlen(arg) + 1;
+        }
+    }
+    return 0;
 }
 
 /* Write knobs under the host lock; FALSE (and a message) if it could not. */
@@ -89,6 +169,35 @@ static gboolean apply_policy(const KsmContext *ctx, const KsmTuneState *s, gbool
     return apply(ctx, assign, error);
 }
 
+/* A clean end: put the found knobs back if asked, mark the record stopped. */
+static int finish(const KsmContext *ctx, CliTuneRecord *record, const KsmTuneState *state,
+                  const CliTuneKnobs *found, gboolean json, gboolean restore, int status)
+{
+    g_autoptr(GError) error = NULL;
+
+    if (restore) {
+        g_autoptr(GPtrArray) assign = cli_tune_knobs_assignments(found);
+        g_autofree char *knobs = cli_tune_knobs_describe(found);
+        if (apply(ctx, assign, &error)) {
+            g_autofree char *msg = g_strdup_printf("put back the knobs found at start: %s", knobs);
+            say(json, state, "exit", msg);
+        } else {
+            g_autofree char *msg = g_strdup_printf("could not put back %s: %s", knobs,
+                                                   error->message);
+            say(json, state, "error", msg);
+            /* The record keeps saying running: the next tune takes over. */
+            return CLI_EXIT_FAILURE;
+        }
+    } else {
+        say(json, state, "exit", "leaving the knobs as they are");
+    }
+    g_clear_error(&error);
+    if (!cli_tune_record_write(record, FALSE, ksm_tune_phase_name(state->phase), found, &error)) {
+        say(json, state, "error", error->message);
+    }
+    return status;
+}
+
 int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
 {
     KsmTuneParams params;
@@ -97,7 +206,8 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
     double duration = 0, mergeable_every = 5.0;
     gint max_cpu = (gint)params.max_cpu, idle_cpu = (gint)params.idle_cpu;
     gint sleep_ms = (gint)params.sleep_ms;
-    gboolean once = FALSE, json = FALSE;
+    gboolean once = FALSE, json = FALSE, restore_on_exit = FALSE;
+    g_autofree char *state_file = NULL;
     const GOptionEntry entries[] = {
         { "once", 0, 0, G_OPTION_ARG_NONE, &once,
           "Set the converge rate for the memory registered now, start ksmd, and exit", NULL },
@@ -118,6 +228,11 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
         { "duration", 0, 0, G_OPTION_ARG_DOUBLE, &duration,
           "Stop after SECS (default: run until SIGTERM/SIGINT)", "SECS" },
         { "json", 'j', 0, G_OPTION_ARG_NONE, &json, "One JSON line per decision", NULL },
+        { "restore-on-exit", 0, 0, G_OPTION_ARG_NONE, &restore_on_exit,
+          "On SIGTERM/SIGINT or --duration's end, put back the knobs found at start "
+          "(for a service's stop)", NULL },
+        { "state-file", 0, 0, G_OPTION_ARG_FILENAME, &state_file,
+          "The tune's record (default /run/samepage/tune.state)", "FILE" },
         { NULL },
     };
     g_autoptr(GOptionContext) octx = cli_option_context_new(
@@ -131,7 +246,13 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
         "a steady scan that still merges, KSM reset by run=2, or SIGUSR1 (a guest\n"
         "started) converge again.  The kernel's scan-time advisor is turned off:\n"
         "it owns pages_to_scan.  Runs in the foreground, one line per change;\n"
-        "SIGTERM/SIGINT end it and leave the knobs as they are.", entries);
+        "SIGTERM/SIGINT end it and leave the knobs as they are (with\n"
+        "--restore-on-exit: put back pages_to_scan, sleep_millisecs, run and\n"
+        "advisor_mode as the tune found them).  Only one tune runs at a time; it\n"
+        "keeps a record (--state-file) of the knobs it found, so a tune killed\n"
+        "while converging is taken over by the next one started, which converges\n"
+        "again from the knobs as they are and keeps the first tune's found knobs\n"
+        "to put back.  A running ksmtuned is reported: the two would fight.", entries);
 
     if (!cli_parse_options(octx, &argc, &argv)) {
         return CLI_EXIT_USAGE;
@@ -166,6 +287,42 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
     }
     gboolean have_advisor = ksm_snapshot_get_or(first, KSM_FIELD_ADVISOR_MODE, -1) >= 0;
 
+    /* One tune at a time, and the record of the one before. */
+    if (!state_file) {
+        state_file = cli_tune_record_default_path(global);
+    }
+    g_autofree char *damaged = NULL;
+    g_autoptr(CliTuneRecord) record = cli_tune_record_open(state_file, &damaged, &error);
+    if (!record) {
+        return cli_fail(CLI_EXIT_FAILURE, "%s", error->message);
+    }
+    CliTuneKnobs found;
+    cli_tune_knobs_from_snapshot(first, &found);
+    pid_t dead = 0;
+    const char *dead_phase = NULL;
+    gboolean takeover = !once && cli_tune_record_predecessor(record, &dead, &dead_phase, &found);
+    if (once) {
+        /* A one-shot sets the converge rate and leaves: no record of it. */
+        g_clear_pointer(&record, cli_tune_record_close);
+        cli_tune_knobs_from_snapshot(first, &found);
+    }
+
+    KsmTuneState state;
+    ksm_tune_state_init(&state);
+    if (damaged) {
+        g_autofree char *msg = g_strdup_printf("ignoring the tune record: %s; the knobs as they "
+                                               "are now count as found", damaged);
+        say(json, &state, "warning", msg);
+    }
+    pid_t ksmtuned = find_ksmtuned(ctx);
+    if (ksmtuned > 0) {
+        g_autofree char *msg = g_strdup_printf(
+            "ksmtuned is running (pid %d): it also sets pages_to_scan and sleep_millisecs, so "
+            "the two will fight; stop it (systemctl disable --now ksmtuned) to use samepage tune",
+            (int)ksmtuned);
+        say(json, &state, "warning", msg);
+    }
+
     install(SIGTERM, on_stop);
     install(SIGINT, on_stop);
     install(SIGUSR1, on_kick);
@@ -178,8 +335,6 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
     sigaddset(&set, SIGUSR1);
     sigprocmask(SIG_UNBLOCK, &set, NULL);
 
-    KsmTuneState state;
-    ksm_tune_state_init(&state);
     pid_t ksmd = 0;
     KsmTuneObservation obs;
     if (!ksm_tune_observe(ctx, TRUE, &ksmd, &obs, &error)) {
@@ -188,13 +343,31 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
     guint64 mergeable = obs.mergeable_pages;
     double mergeable_at = obs.time_s;
     ksm_tune_step(&state, &params, &obs);
+    /* Recorded before the first write: a kill right after it is taken over. */
+    if (record && !cli_tune_record_write(record, TRUE, ksm_tune_phase_name(state.phase), &found,
+                                         &error)) {
+        return cli_fail(CLI_EXIT_FAILURE, "%s", error->message);
+    }
     if (!apply_policy(ctx, &state, TRUE, have_advisor, &error)) {
+        /* All or nothing: the knobs are as found; a predecessor's record stays. */
+        if (record && !takeover) {
+            cli_tune_record_write(record, FALSE, ksm_tune_phase_name(state.phase), &found, NULL);
+        }
         return cli_fail_error(error);
+    }
+    if (takeover) {
+        g_autofree char *knobs = cli_tune_knobs_describe(&found);
+        g_autofree char *msg = g_strdup_printf(
+            "taking over from samepage tune pid %d, which ended without stopping (killed?) in "
+            "its %s phase: converging again from the knobs as they are; the knobs it found "
+            "stay the ones to put back (%s)", (int)dead, dead_phase, knobs);
+        say(json, &state, "takeover", msg);
     }
     say(json, &state, "start", state.reason);
     if (once) {
         return CLI_EXIT_OK;
     }
+    KsmTunePhase recorded_phase = state.phase;
 
     double started = obs.time_s;
     gboolean waiting = FALSE;
@@ -211,6 +384,8 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
             /* KSM itself gone (a test's fake tree removed): nothing left to tune. */
             if (!ksm_available(ctx, NULL)) {
                 say(json, &state, "exit", "KSM is not there any more");
+                cli_tune_record_write(record, FALSE, ksm_tune_phase_name(state.phase), &found,
+                                      NULL);
                 return CLI_EXIT_NO_KSM;
             }
             continue;
@@ -244,7 +419,13 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
             }
             say(json, &state, "set", state.reason);
         }
+        if (state.phase != recorded_phase) {
+            recorded_phase = state.phase;
+            if (!cli_tune_record_write(record, TRUE, ksm_tune_phase_name(state.phase), &found,
+                                       &error)) {
+                say(json, &state, "error", error->message);
+            }
+        }
     }
-    say(json, &state, "exit", "leaving the knobs as they are");
-    return CLI_EXIT_OK;
+    return finish(ctx, record, &state, &found, json, restore_on_exit, CLI_EXIT_OK);
 }

@@ -123,16 +123,17 @@ static int unmerge_guest(const CliGlobal *global, const UnmergeArgs *a)
         kind = "pid";
         pid = a->pid;
         target = g_strdup_printf("%d", a->pid);
-        g_autofree char *path = cli_qmp_socket_of_pid(ctx, a->pid, &error);
-        qmp = path ? cli_qmp_socket_open(path, QMP_READ_TIMEOUT_S, &error) : NULL;
+        g_autofree char *path = cli_qmp_find_socket_of_pid(ctx, a->pid, &error);
+        qmp = path ? cli_qmp_unix_open(path, ctx, a->pid, QMP_READ_TIMEOUT_S, &error) : NULL;
     }
+    g_autofree char *shown = cli_escape_text(target);
     if (!qmp) {
-        syslog(LOG_ERR, "unmerge of %s %s could not start: %s", kind, target, error->message);
+        syslog(LOG_ERR, "unmerge of %s %s could not start: %s", kind, shown, error->message);
         return cli_fail(CLI_EXIT_FAILURE, "%s", error->message);
     }
     int status = cli_guest_unmerge(qmp, ctx, kind, target, pid, &opts);
     syslog(status == CLI_EXIT_OK ? LOG_INFO : LOG_WARNING, "unmerge of %s %s: %s", kind,
-           target, status == CLI_EXIT_OK ? "done" : "not done (see samepage's output)");
+           shown, status == CLI_EXIT_OK ? "done" : "not done (see samepage's output)");
     qmp->close(qmp);
     return status;
 }

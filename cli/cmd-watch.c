@@ -12,6 +12,7 @@
  * and SIGHUP end the GMainLoop normally, so the cursor is always given back.
  */
 #include <glib-unix.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -171,8 +172,13 @@ static gboolean refresh(gpointer data)
     } else {
         g_string_append_c(frame, '\n');   /* blocks stay apart in a log */
     }
-    fputs(frame->str, stdout);
-    fflush(stdout);
+    if (fputs(frame->str, stdout) == EOF || fflush(stdout) != 0) {
+        /* Nobody sees the frames (a full disk, a closed pipe): stop, exit 1. */
+        state->exit_code = cli_fail(CLI_EXIT_FAILURE, "cannot write to standard output: %s",
+                                    g_strerror(errno));
+        g_main_loop_quit(state->loop);
+        return G_SOURCE_REMOVE;
+    }
 
     ksm_snapshot_free(state->previous);
     state->previous = g_steal_pointer(&snap);

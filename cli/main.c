@@ -99,6 +99,8 @@ int main(int argc, char **argv)
     } else {
         status = command->run(&global, argc - 1, argv + 1);
     }
+    /* Every command: what it wrote to stdout must have got there. */
+    status = cli_finish_stdout(status);
 
 out:
     g_free(global.sysfs_root);

@@ -45,13 +45,16 @@ static void add_process(JsonBuilder *builder, const CliProcess *proc)
     json_builder_set_member_name(builder, "pid");
     json_builder_add_int_value(builder, proc->pid);
     json_builder_set_member_name(builder, "guest");
+    /* -name and the exe path are any bytes a local user chose: JSON needs UTF-8. */
     if (proc->guest) {
-        json_builder_add_string_value(builder, proc->guest);
+        g_autofree char *guest = cli_utf8_valid(proc->guest);
+        json_builder_add_string_value(builder, guest);
     } else {
         json_builder_add_null_value(builder);
     }
     json_builder_set_member_name(builder, "exe");
-    json_builder_add_string_value(builder, proc->exe ? proc->exe : "");
+    g_autofree char *exe = cli_utf8_valid(proc->exe);
+    json_builder_add_string_value(builder, exe);
 
     if (proc->error) {
         json_builder_set_member_name(builder, "error");

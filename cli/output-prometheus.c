@@ -52,44 +52,53 @@ static const MetricSpec host_metrics[KSM_FIELD__COUNT] = {
     [KSM_FIELD_GENERAL_PROFIT] = { "ksm_general_profit_bytes", "gauge", 1 },
 };
 
-char *cli_prometheus_escape_label(const char *value)
+/*
+ * The text format is UTF-8 and allows three escapes in a label value, \\
+ * \" and \n (HELP text: \\ and \n).  A guest name is any bytes a local
+ * user chose, so what the format cannot carry is written as text: a byte
+ * that is not UTF-8 and a control character other than LF (a CR, an ESC)
+ * become "\xNN" (the backslash itself escaped, so a parser reads the four
+ * characters \xNN), C1 controls and bidi overrides "\uNNNN".
+ */
+static char *prometheus_escape(const char *value, gboolean quote)
 {
     GString *out = g_string_sized_new(strlen(value) + 2);
 
-    /* The format allows exactly three escapes in label values: \\ \" \n. */
-    for (const char *p = value; *p; p++) {
-        switch (*p) {
-        case '\\':
-            g_string_append(out, "\\\\");
-            break;
-        case '"':
-            g_string_append(out, "\\\"");
-            break;
-        case '\n':
-            g_string_append(out, "\\n");
-            break;
-        default:
-            g_string_append_c(out, *p);
+    for (const char *p = value; *p;) {
+        gunichar c = g_utf8_get_char_validated(p, -1);
+        if (c == (gunichar)-1 || c == (gunichar)-2) {
+            g_string_append_printf(out, "\\\\x%02x", (guchar)*p);
+            p++;
+            continue;
         }
+        const char *next = g_utf8_next_char(p);
+        if (c == '\\') {
+            g_string_append(out, "\\\\");
+        } else if (c == '"' && quote) {
+            g_string_append(out, "\\\"");
+        } else if (c == '\n') {
+            g_string_append(out, "\\n");
+        } else if (c < 0x20 || c == 0x7f) {
+            g_string_append_printf(out, "\\\\x%02x", (guint)c);
+        } else if ((c >= 0x80 && c < 0xa0) || (c >= 0x2028 && c <= 0x202e) ||
+                   (c >= 0x2066 && c <= 0x2069)) {
+            g_string_append_printf(out, "\\\\u%04x", (guint)c);
+        } else {
+            g_string_append_len(out, p, next - p);
+        }
+        p = next;
     }
     return g_string_free(out, FALSE);
 }
 
+char *cli_prometheus_escape_label(const char *value)
+{
+    return prometheus_escape(value, TRUE);
+}
+
 char *cli_prometheus_escape_help(const char *text)
 {
-    GString *out = g_string_sized_new(strlen(text) + 2);
-
-    /* HELP text escapes only backslash and newline. */
-    for (const char *p = text; *p; p++) {
-        if (*p == '\\') {
-            g_string_append(out, "\\\\");
-        } else if (*p == '\n') {
-            g_string_append(out, "\\n");
-        } else {
-            g_string_append_c(out, *p);
-        }
-    }
-    return g_string_free(out, FALSE);
+    return prometheus_escape(text, FALSE);
 }
 
 static void family(GString *out, const char *metric, const char *type, const char *help)

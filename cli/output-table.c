@@ -75,7 +75,8 @@ static void processes(GString *out, const GPtrArray *procs)
                            "MERGEABLE");
     for (guint i = 0; i < procs->len; i++) {
         const CliProcess *proc = g_ptr_array_index(procs, i);
-        const char *guest = proc->guest ? proc->guest : "-";
+        /* Any local user's -name: no escape sequence or newline reaches the terminal. */
+        g_autofree char *guest = cli_escape_text(proc->guest ? proc->guest : "-");
 
         if (proc->error) {
             g_string_append_printf(out, "  %8d  %-24s %s\n", (int)proc->pid, guest, proc->error);

@@ -2,7 +2,8 @@
 /*
  * unmerge-guest.c: unmerge one guest through QEMU's ksm-unmerge job.
  *
- * This is the safe way to take one guest out of sharing (KSM-NOTES.md): the
+ * This is the safe way to take one guest out of sharing (docs/scenarios.md,
+ * R14; docs/architecture.md, "Safe unmerge"): the
  * guest's own QEMU calls MADV_UNMERGEABLE on its memory, so the copies are
  * charged to it and, should memory run out, the OOM killer's choice is that
  * QEMU, not some bystander.  QEMU checks the headroom first and refuses
@@ -49,24 +50,36 @@ static gint64 merging_pages(const KsmContext *ctx, pid_t pid)
     return v;
 }
 
-/* The job's entry in query-jobs, or NULL when it is gone. */
+/*
+ * The job's entry in query-jobs, or NULL when it is gone (error unset) or
+ * the reply is not what QEMU sends (error set).  Only entries that are
+ * objects with a string id are looked at; ours must have a string status.
+ */
 static JsonObject *find_job(CliQmp *qmp, const char *job_id, GError **error)
 {
     g_autoptr(JsonNode) jobs = qmp->execute(qmp, "query-jobs", NULL, error);
 
-    if (!jobs || !JSON_NODE_HOLDS_ARRAY(jobs)) {
-        if (jobs) {
-            g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED,
-                        "query-jobs returned no list");
-        }
+    if (!jobs) {
+        return NULL;
+    }
+    if (!JSON_NODE_HOLDS_ARRAY(jobs)) {
+        g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_MALFORMED,
+                    "query-jobs returned no list");
         return NULL;
     }
     JsonArray *list = json_node_get_array(jobs);
     for (guint i = 0; i < json_array_get_length(list); i++) {
-        JsonObject *job = cli_qmp_object_node(json_array_get_element(list, i));
-        if (job && g_strcmp0(cli_qmp_string_member(job, "id", NULL), job_id) == 0) {
-            return json_object_ref(job);
+        JsonNode *node = json_array_get_element(list, i);
+        JsonObject *job = JSON_NODE_HOLDS_OBJECT(node) ? json_node_get_object(node) : NULL;
+        if (g_strcmp0(cli_qmp_get_string(job, "id"), job_id) != 0) {
+            continue;
         }
+        if (!cli_qmp_get_string(job, "status")) {
+            g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_MALFORMED,
+                        "query-jobs gave job %s no status string", job_id);
+            return NULL;
+        }
+        return json_object_ref(job);
     }
     return NULL;
 }
@@ -105,20 +118,26 @@ static void wait_job(CliQmp *qmp, const char *job_id, guint timeout_s, JobEnd *e
             end->dismissed = TRUE;
             return;
         }
-        const char *status = cli_qmp_string_member(job, "status", "");
-        end->progress = cli_qmp_int_member(job, "current-progress", 0);
-        end->total = cli_qmp_int_member(job, "total-progress", 0);
+        const char *status = cli_qmp_get_string(job, "status");   /* checked by find_job */
+        if (!cli_qmp_get_int(job, "current-progress", &end->progress) ||
+            !cli_qmp_get_int(job, "total-progress", &end->total) ||
+            end->progress < 0 || end->total < 0 || end->progress > end->total) {
+            end->progress = end->total = 0;
+        }
         if (tty && end->total > 0) {
-            /* In double: QEMU's figures may be anything (100 * progress overflowed). */
             fprintf(stderr, "\rsamepage: unmerging %3d%%",
-                    (int)CLAMP(100.0 * end->progress / end->total, 0, 100));
+                    (int)(100 * end->progress / end->total));
         }
         if (strcmp(status, "concluded") == 0 || strcmp(status, "null") == 0) {
-            const char *err = cli_qmp_string_member(job, "error", NULL);
+            /* A non-string error is still an error: say so rather than "done". */
+            const char *err = cli_qmp_get_string(job, "error");
+            if (!err && json_object_has_member(job, "error")) {
+                err = "QEMU reported an error that is not a string";
+            }
             if (tty && end->total > 0) {
                 fputc('\n', stderr);
             }
-            end->error = g_strdup(err);
+            end->error = err ? cli_escape_text(err) : NULL;
             end->result = cancelled ? (timed_out ? "timeout" : "cancelled")
                                     : err ? "failed" : "done";
             if (strcmp(status, "concluded") == 0) {
@@ -153,7 +172,8 @@ static void print_outcome(const CliGuestUnmergeOptions *opts, const char *kind,
                           gint64 before, gint64 after, gint64 duration_ms)
 {
     if (!opts->json) {
-        printf("unmerge of %s %s: %s%s%s", kind, target, end->result,
+        g_autofree char *shown = cli_escape_text(target);
+        printf("unmerge of %s %s: %s%s%s", kind, shown, end->result,
                end->error ? ": " : "", end->error ? end->error : "");
         if (before >= 0 && after >= 0) {
             printf(" (merging pages %" G_GINT64_FORMAT " -> %" G_GINT64_FORMAT ")", before, after);
@@ -170,13 +190,15 @@ static void print_outcome(const CliGuestUnmergeOptions *opts, const char *kind,
     if (strcmp(kind, "pid") == 0) {
         json_builder_add_int_value(b, pid);
     } else {
-        json_builder_add_string_value(b, target);
+        g_autofree char *valid = cli_utf8_valid(target);
+        json_builder_add_string_value(b, valid);
         json_builder_set_member_name(b, "pid");
         json_builder_add_int_value(b, pid);
     }
     json_builder_set_member_name(b, "backend");
     if (opts->backend) {
-        json_builder_add_string_value(b, opts->backend);
+        g_autofree char *backend = cli_utf8_valid(opts->backend);
+        json_builder_add_string_value(b, backend);
     } else {
         json_builder_add_null_value(b);
     }
@@ -215,6 +237,8 @@ int cli_guest_unmerge(CliQmp *qmp, const KsmContext *ctx, const char *kind,
     gint64 before = merging_pages(ctx, pid);
     struct sigaction sa = { .sa_handler = on_signal }, old_int, old_term;
 
+    /* Past the job's timeout and the grace for job-cancel, no reply is awaited. */
+    qmp->deadline = started + ((gint64)opts->timeout_s * 1000 + 2 * CANCEL_GRACE_MS) * 1000;
     json_object_set_string_member(args, "job-id", job_id);
     if (opts->backend) {
         json_object_set_string_member(args, "id", opts->backend);

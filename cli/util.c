@@ -3,6 +3,7 @@
  * util.c: option handling, error reporting and formatting shared by the
  * samepage commands.
  */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -167,4 +168,68 @@ char *cli_format_bytes(gint64 bytes)
         unit++;
     }
     return g_strdup_printf("%s%.1f %s", sign, value, units[unit]);
+}
+
+/* Characters that reorder or break lines on a terminal without being C0/C1. */
+static gboolean is_layout_control(gunichar c)
+{
+    return (c >= 0x80 && c < 0xa0) ||                 /* C1: 0x9b is CSI */
+           c == 0x061c || c == 0x200e || c == 0x200f || /* bidi marks */
+           (c >= 0x2028 && c <= 0x202e) ||             /* line/para separators, embeddings */
+           (c >= 0x2066 && c <= 0x2069) ||             /* bidi isolates */
+           c == 0xfeff;                                /* zero width no-break space */
+}
+
+char *cli_escape_text(const char *text)
+{
+    GString *out = g_string_sized_new(text ? strlen(text) : 0);
+
+    for (const char *p = text ? text : ""; *p;) {
+        gunichar c = g_utf8_get_char_validated(p, -1);
+        if (c == (gunichar)-1 || c == (gunichar)-2) {
+            g_string_append_printf(out, "\\x%02x", (guchar)*p);
+            p++;
+            continue;
+        }
+        const char *next = g_utf8_next_char(p);
+        if (c == '\\') {
+            g_string_append(out, "\\\\");
+        } else if (c < 0x20 || c == 0x7f) {
+            g_string_append_printf(out, "\\x%02x", (guint)c);
+        } else if (is_layout_control(c)) {
+            g_string_append_printf(out, "\\u%04x", (guint)c);
+        } else {
+            g_string_append_len(out, p, next - p);
+        }
+        p = next;
+    }
+    return g_string_free(out, FALSE);
+}
+
+char *cli_utf8_valid(const char *text)
+{
+    return g_utf8_make_valid(text ? text : "", -1);
+}
+
+int cli_finish_stdout(int status)
+{
+    /* fclose, not only fflush: an NFS or FUSE file reports errors at close. */
+    int flush_failed = fflush(stdout) != 0;
+    int saved = errno;
+    int had_error = ferror(stdout);
+    int close_failed = fclose(stdout) != 0;
+
+    if (flush_failed || had_error || close_failed) {
+        if (status != CLI_EXIT_OK) {
+            return status;   /* the command has said what went wrong */
+        }
+        if (!flush_failed && close_failed) {
+            saved = errno;
+        }
+        fprintf(stderr, "samepage: cannot write to standard output: %s; the output is "
+                        "incomplete\n", (flush_failed || close_failed) ? g_strerror(saved)
+                                                                      : "write error");
+        return CLI_EXIT_FAILURE;
+    }
+    return status;
 }

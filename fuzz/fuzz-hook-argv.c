@@ -34,11 +34,13 @@ static void setup(void)
     g_autofree char *lock = g_build_filename(root, "hook", "lock", NULL);
     g_autofree char *sysfs = g_build_filename(root, "sys", NULL);
     g_autofree char *procfs = g_build_filename(root, "proc", NULL);
+    g_autofree char *libvirt_run = g_build_filename(root, "libvirt-run", NULL);
     g_setenv("SAMEPAGE_HOOK_CONFIG", conf_path, TRUE);
     g_setenv("SAMEPAGE_HOOK_STATE_DIR", state, TRUE);
     g_setenv("SAMEPAGE_LOCK", lock, TRUE);
     g_setenv("SAMEPAGE_SYSFS_ROOT", sysfs, TRUE);
     g_setenv("SAMEPAGE_PROCFS_ROOT", procfs, TRUE);
+    g_setenv("SAMEPAGE_LIBVIRT_RUN_DIR", libvirt_run, TRUE);
     g_setenv("SAMEPAGE_HOOK_SYSLOG", "0", TRUE);
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null < 0 || dup2(null, STDIN_FILENO) < 0) {

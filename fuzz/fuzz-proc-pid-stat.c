@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * fuzz-proc-pid-stat.c: /proc/PID/stat, whose comm (field 2) any process
- * sets to what it likes, spaces and ')' included: libksm reads it to find
- * ksmd and its CPU time (kernel/ksm-ksmd.c), the hook for a QEMU's start
- * time (libvirt-hooks/qemu-pid.c).
+ * sets to what it likes, spaces and ')' included: libksm's one reader
+ * (kernel/ksm-task.c) for ksmd and its CPU time (kernel/ksm-ksmd.c), and the
+ * hook for a QEMU's start time (libvirt-hooks/qemu-pid.c).
  *
  * Input: the stat line, parsed directly and read from a fake /proc (where
  * the process calls itself ksmd).
@@ -13,6 +13,7 @@
 #include "fuzz-common.h"
 #include "hook.h"
 #include "ksm/ksm-ksmd.h"
+#include "ksm/ksm-task.h"
 
 #define PID 4242
 

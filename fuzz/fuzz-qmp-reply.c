@@ -2,8 +2,9 @@
 /*
  * fuzz-qmp-reply.c: what a QEMU sends on its QMP socket, as `samepage
  * unmerge --pid` reads it: the greeting and the qmp_capabilities reply
- * (cli/qmp-client.c), then the replies to ksm-unmerge, query-jobs and the
- * job commands (cli/unmerge-guest.c).  A QEMU is a guest's process: what it
+ * (cli/qmp-unix.c, cli/qmp-message.c), then the replies to ksm-unmerge,
+ * query-jobs and the job commands (cli/unmerge-guest.c).  The peer check
+ * (which process is at the other end) is not fuzzed: the harness is both.  A QEMU is a guest's process: what it
  * says is the guest owner's, not ours.
  *
  * Input: the bytes the QEMU side sends, over a real unix socket (a thread
@@ -151,7 +152,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         g_error("fuzz-qmp-reply: cannot start the QEMU side");
     }
     g_autoptr(GError) error = NULL;
-    CliQmp *qmp = cli_qmp_socket_open(socket_path, 10, &error);
+    CliQmp *qmp = cli_qmp_unix_open(socket_path, NULL, 0, 10, &error);
     if (qmp) {
         CliGuestUnmergeOptions opts = { .backend = "mem0", .timeout_s = 60 };
         int status = cli_guest_unmerge(qmp, fuzz_ctx(), "pid", "4242", 0, &opts);

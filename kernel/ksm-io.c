@@ -159,6 +159,26 @@ char *ksm_read_proc(const KsmContext *ctx, pid_t pid, const char *name, gsize *l
     return text;
 }
 
+gsize ksm_pread_full(int fd, void *buf, gsize len, guint64 offset)
+{
+    gsize done = 0;
+
+    while (done < len) {
+        ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(offset + done));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            if (n == 0) {
+                errno = 0;   /* end of file: for /proc/PID/mem, the process has gone */
+            }
+            break;
+        }
+        done += n;
+    }
+    return done;
+}
+
 gint64 ksm_now_ms(void)
 {
     return g_get_monotonic_time() / 1000;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * ksm-ksmd.c: find the ksmd kernel thread and read its CPU time.
+ * ksm-ksmd.c: find the ksmd kernel thread and read its CPU time (its
+ * /proc/PID/stat through ksm-task.c, the one reader).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,53 +12,6 @@
 
 /* include/linux/sched.h: "I am a kernel thread". */
 #define PF_KTHREAD 0x00200000
-
-gboolean ksm_task_stat_parse(const char *text, KsmTaskStat *out, GError **error)
-{
-    const char *open = strchr(text, '(');
-    const char *close = strrchr(text, ')');
-
-    memset(out, 0, sizeof(*out));
-    if (!open || !close || close < open) {
-        g_set_error(error, KSM_ERROR, KSM_ERROR_PARSE,
-                    "process stat line has no (comm): '%.40s'", text);
-        return FALSE;
-    }
-    gsize comm_len = MIN((gsize)(close - open - 1), sizeof(out->comm) - 1);
-    memcpy(out->comm, open + 1, comm_len);
-    out->comm[comm_len] = '\0';
-
-    /* After ") ": field 3 state, 4 ppid, ... 9 flags, ... 14 utime, 15 stime. */
-    g_auto(GStrv) rest = g_strsplit_set(close + 1, " \n", -1);
-    guint64 numbers[16] = { 0 };
-    guint field = 2;
-    for (guint i = 0; rest[i] && field < 15; i++) {
-        if (rest[i][0] == '\0') {
-            continue;
-        }
-        field++;
-        if (field == 3) {
-            continue;   /* the state letter */
-        }
-        if (!g_ascii_string_to_unsigned(rest[i], 10, 0, G_MAXUINT64, &numbers[field], NULL)) {
-            /* ppid..tpgid are signed (tty_nr may be -1): only the ones we use must parse. */
-            if (field == 9 || field == 14 || field == 15) {
-                goto bad;
-            }
-        }
-    }
-    if (field < 15) {
-        goto bad;
-    }
-    out->flags = numbers[9];
-    out->cpu_ticks = numbers[14] + numbers[15];
-    return TRUE;
-
-bad:
-    g_set_error(error, KSM_ERROR, KSM_ERROR_PARSE,
-                "cannot read flags and CPU times from process stat line '%.60s'", text);
-    return FALSE;
-}
 
 static gboolean is_pid_name(const char *name)
 {
@@ -94,9 +48,8 @@ pid_t ksm_ksmd_pid(const KsmContext *ctx, GError **error)
         if (!comm || strcmp(g_strchomp(comm), "ksmd") != 0) {
             continue;
         }
-        g_autofree char *stat = ksm_read_proc(ctx, pid, "stat", NULL, NULL);
         KsmTaskStat ts;
-        if (stat && ksm_task_stat_parse(stat, &ts, NULL) && (ts.flags & PF_KTHREAD)) {
+        if (ksm_task_stat_read(ctx, pid, &ts, NULL) && (ts.flags & PF_KTHREAD)) {
             return pid;
         }
     }
@@ -107,10 +60,9 @@ pid_t ksm_ksmd_pid(const KsmContext *ctx, GError **error)
 
 gboolean ksm_ksmd_cpu_ticks(const KsmContext *ctx, pid_t pid, guint64 *ticks, GError **error)
 {
-    g_autofree char *stat = ksm_read_proc(ctx, pid, "stat", NULL, error);
     KsmTaskStat ts;
 
-    if (!stat || !ksm_task_stat_parse(stat, &ts, error)) {
+    if (!ksm_task_stat_read(ctx, pid, &ts, error)) {
         return FALSE;
     }
     *ticks = ts.cpu_ticks;

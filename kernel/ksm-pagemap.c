@@ -31,15 +31,10 @@
 
 #include "ksm-private.h"
 
-#define PM_PFN_MASK      ((G_GUINT64_CONSTANT(1) << 55) - 1)
-#define PM_SWAP          (G_GUINT64_CONSTANT(1) << 62)
-#define PM_PRESENT       (G_GUINT64_CONSTANT(1) << 63)
-#define KPF_KSM          21
-#define KPF_ZERO_PAGE    24
-
 #define BATCH_PAGES      65536   /* 512 KiB of pagemap per read */
 #define COALESCE_FRAMES  16      /* read a gap of up to this many frames instead of seeking */
 #define WINDOW_FRAMES    512     /* at most this many frames per kpageflags read */
+#define PM_ENTRY         sizeof(guint64)
 
 /* PAGEMAP_SCAN (linux/fs.h, 6.7+), spelled out: older headers lack it. */
 struct ksm_pm_scan_arg {
@@ -53,33 +48,37 @@ struct ksm_page_region {
 #define KSM_PAGE_IS_PRESENT (1 << 3)
 #define KSM_PAGE_IS_HUGE    (1 << 6)
 
-static gboolean pread_full(int fd, void *buf, size_t len, off_t off)
+/* ---- the reader ---------------------------------------------------------- */
+
+int ksm_pagemap_open(const KsmContext *ctx, pid_t pid, GError **error)
 {
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = pread(fd, (char *)buf + done, len - done, off + done);
-        if (n < 0 && errno == EINTR) {
-            continue;
+    g_autofree char *path = ksm_proc_path(ctx, pid, "pagemap");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        if (errno == ENOENT || errno == ESRCH) {
+            g_set_error(error, KSM_ERROR, KSM_ERROR_NO_PROCESS,
+                        "process %d has exited", (int)pid);
+        } else {
+            ksm_set_errno_error(error, errno, "cannot open", path);
         }
-        if (n <= 0) {
-            if (n == 0) {
-                errno = EIO;
-            }
-            return FALSE;
-        }
-        done += n;
     }
-    return TRUE;
+    return fd;
 }
 
+gsize ksm_pagemap_read(int fd, guint64 first_page, guint64 *entries, gsize n)
+{
+    errno = 0;
+    return ksm_pread_full(fd, entries, n * PM_ENTRY, first_page * PM_ENTRY) / PM_ENTRY;
+}
 
-/*
- * Add the frames pfns[0..n) (sorted, repeated once per page mapping them;
- * weights[] when not NULL: pages per entry) to the zero and KSM counts,
- * reading each distinct frame's flags once, neighbours in one read.
- */
-static gboolean count_frames(int kpf_fd, const guint64 *pfns, const guint64 *weights, gsize n,
-                             KsmRangeCount *out)
+int ksm_kpageflags_open(const KsmContext *ctx)
+{
+    g_autofree char *path = g_build_filename(ksm_context_procfs(ctx), "kpageflags", NULL);
+    return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+gboolean ksm_kpageflags_read(int fd, const guint64 *pfns, gsize n, guint64 *flags)
 {
     guint64 window[WINDOW_FRAMES];
 
@@ -91,19 +90,50 @@ static gboolean count_frames(int kpf_fd, const guint64 *pfns, const guint64 *wei
             j++;
         }
         gsize span = pfns[j - 1] - pfns[i] + 1;
-        if (!pread_full(kpf_fd, window, span * sizeof(guint64), pfns[i] * sizeof(guint64))) {
+        if (ksm_pread_full(fd, window, span * PM_ENTRY, pfns[i] * PM_ENTRY) != span * PM_ENTRY) {
+            if (errno == 0) {
+                errno = EIO;   /* past the last frame */
+            }
             return FALSE;
         }
         for (gsize k = i; k < j; k++) {
-            guint64 f = window[pfns[k] - pfns[i]];
-            guint64 w = weights ? weights[k] : 1;
-            if (f & (G_GUINT64_CONSTANT(1) << KPF_ZERO_PAGE)) {
-                out->zero_pages += w;
-            } else if (f & (G_GUINT64_CONSTANT(1) << KPF_KSM)) {
-                out->ksm_pages += w;
-            }
+            flags[k] = window[pfns[k] - pfns[i]];
         }
         i = j;
+    }
+    return TRUE;
+}
+
+gsize ksm_thp_pmd_size(const KsmContext *ctx)
+{
+    g_autofree char *path = g_build_filename(ksm_context_sysfs(ctx), "kernel", "mm",
+                                             "transparent_hugepage", "hpage_pmd_size", NULL);
+    g_autofree char *text = ksm_read_text(path, NULL, NULL);
+    gint64 v;
+
+    return text && ksm_parse_int(text, &v, NULL) && v > 0 ? (gsize)v : 0;
+}
+
+/* ---- exact KSM page count of a range --------------------------------------- */
+
+/*
+ * Add the frames pfns[0..n) (sorted, repeated once per page mapping them;
+ * weights[] when not NULL: pages per entry) to the zero and KSM counts.
+ * flags has room for n words.
+ */
+static gboolean count_frames(int kpf_fd, const guint64 *pfns, const guint64 *weights, gsize n,
+                             guint64 *flags, KsmRangeCount *out)
+{
+    if (!ksm_kpageflags_read(kpf_fd, pfns, n, flags)) {
+        return FALSE;
+    }
+    for (gsize k = 0; k < n; k++) {
+        guint64 w = weights ? weights[k] : 1;
+        if (flags[k] & (G_GUINT64_CONSTANT(1) << KSM_KPF_ZERO_PAGE)) {
+            out->zero_pages += w;
+        } else if (flags[k] & (G_GUINT64_CONSTANT(1) << KSM_KPF_KSM)) {
+            out->ksm_pages += w;
+        }
     }
     return TRUE;
 }
@@ -141,11 +171,8 @@ static GArray *huge_ranges(int pm_fd, guint64 start, guint64 end)
 
 static gsize pmd_pages(const KsmContext *ctx, gsize page)
 {
-    g_autofree char *path = g_build_filename(ksm_context_sysfs(ctx), "kernel", "mm",
-                                             "transparent_hugepage", "hpage_pmd_size", NULL);
-    g_autofree char *text = ksm_read_text(path, NULL, NULL);
-    gint64 v;
-    return text && ksm_parse_int(text, &v, NULL) && v > (gint64)page ? (gsize)v / page : 0;
+    gsize pmd = ksm_thp_pmd_size(ctx);
+    return pmd > page ? pmd / page : 0;
 }
 
 gboolean ksm_range_count(const KsmContext *ctx, pid_t pid, guint64 start, guint64 len,
@@ -164,17 +191,11 @@ gboolean ksm_range_count(const KsmContext *ctx, pid_t pid, guint64 start, guint6
                     " is not page aligned", start, len);
         return FALSE;
     }
-    pm_fd = open(pm_path, O_RDONLY | O_CLOEXEC);
+    pm_fd = ksm_pagemap_open(ctx, pid, error);
     if (pm_fd < 0) {
-        if (errno == ENOENT || errno == ESRCH) {
-            g_set_error(error, KSM_ERROR, KSM_ERROR_NO_PROCESS,
-                        "process %d has exited", (int)pid);
-        } else {
-            ksm_set_errno_error(error, errno, "cannot open", pm_path);
-        }
         return FALSE;
     }
-    kpf_fd = open(kpf_path, O_RDONLY | O_CLOEXEC);
+    kpf_fd = ksm_kpageflags_open(ctx);
     if (kpf_fd < 0) {
         g_set_error(error, KSM_ERROR, KSM_ERROR_UNAVAILABLE,
                     "exact KSM page counts are unavailable: cannot open %s (%s); "
@@ -193,28 +214,29 @@ gboolean ksm_range_count(const KsmContext *ctx, pid_t pid, guint64 start, guint6
     /* One entry per PMD of a huge range: its first frame, and its pages. */
     guint64 *heads = g_new(guint64, BATCH_PAGES);
     guint64 *weights = g_new(guint64, BATCH_PAGES);
+    guint64 *flags = g_new(guint64, BATCH_PAGES);
     guint64 total = len / page;
 
     out->pages = total;
     for (guint64 done = 0; done < total;) {
         size_t n = MIN(total - done, BATCH_PAGES);
         guint64 first = start / page + done;
-        if (!pread_full(pm_fd, entries, n * sizeof(guint64), (off_t)(first * sizeof(guint64)))) {
-            ksm_set_errno_error(error, errno, "cannot read", pm_path);
+        if (ksm_pagemap_read(pm_fd, first, entries, n) != n) {
+            ksm_set_errno_error(error, errno ? errno : EIO, "cannot read", pm_path);
             goto out;
         }
         size_t npfn = 0, nheads = 0;
         gboolean any_frame = FALSE;
         for (size_t i = 0; i < n; i++) {
             guint64 e = entries[i];
-            if (!(e & PM_PRESENT)) {
-                if (e & PM_SWAP) {
+            if (!(e & KSM_PM_PRESENT)) {
+                if (e & KSM_PM_SWAP) {
                     out->swapped_pages++;
                 }
                 continue;
             }
             out->present_pages++;
-            guint64 pfn = e & PM_PFN_MASK;
+            guint64 pfn = e & KSM_PM_PFN_MASK;
             any_frame |= pfn != 0;
             guint64 addr = (first + i) * page;
             while (hi < huge->len && g_array_index(huge, guint64, hi + 1) <= addr) {
@@ -253,8 +275,8 @@ gboolean ksm_range_count(const KsmContext *ctx, pid_t pid, guint64 start, guint6
                 weights[j - 1] = w;
             }
         }
-        if (!count_frames(kpf_fd, pfns, NULL, npfn, out) ||
-            !count_frames(kpf_fd, heads, weights, nheads, out)) {
+        if (!count_frames(kpf_fd, pfns, NULL, npfn, flags, out) ||
+            !count_frames(kpf_fd, heads, weights, nheads, flags, out)) {
             ksm_set_errno_error(error, errno, "cannot read", kpf_path);
             goto out;
         }
@@ -267,6 +289,7 @@ out:
     g_free(tmp);
     g_free(heads);
     g_free(weights);
+    g_free(flags);
     close(pm_fd);
     close(kpf_fd);
     return ok;

@@ -5,6 +5,7 @@
  * The truth about mergeability is the "mg" flag in an area's VmFlags line
  * (VM_MERGEABLE), not whatever a program believes it asked for.  Kernels
  * 6.6+ also print a "KSM:" line per area with its bytes in KSM pages.
+ * The text is read by ksm-maps.c, the one smaps reader.
  */
 #include <string.h>
 
@@ -12,50 +13,21 @@
 
 typedef struct {
     guint64 start, end;
-    gint64 ksm_kb;         /* -1: no KSM: line */
-    gboolean mergeable;
-} SmapsArea;
+    KsmRangeSmaps *out;
+} RangeAccount;
 
-/* "7f00...-7f01... rw-p ..." */
-static gboolean parse_area_header(const char *line, guint64 *start, guint64 *end)
+static void account_area(const KsmMapsArea *area, gpointer opaque)
 {
-    char *dash, *space;
-    guint64 a = g_ascii_strtoull(line, &dash, 16);
-
-    if (dash == line || *dash != '-') {
-        return FALSE;
-    }
-    guint64 b = g_ascii_strtoull(dash + 1, &space, 16);
-    if (space == dash + 1 || (*space != ' ' && *space != '\0') || b < a) {
-        return FALSE;
-    }
-    *start = a;
-    *end = b;
-    return TRUE;
-}
-
-gboolean ksm_vmflags_has(const char *flags, const char *flag)
-{
-    g_auto(GStrv) words = g_strsplit_set(flags, " \t", -1);
-    for (guint i = 0; words[i]; i++) {
-        if (strcmp(words[i], flag) == 0) {
-            return TRUE;
-        }
-    }
-    return FALSE;
-}
-
-static void account_area(const SmapsArea *area, guint64 start, guint64 end,
-                         KsmRangeSmaps *out)
-{
-    guint64 lo = MAX(area->start, start), hi = MIN(area->end, end);
+    const RangeAccount *r = opaque;
+    KsmRangeSmaps *out = r->out;
+    guint64 lo = MAX(area->start, r->start), hi = MIN(area->end, r->end);
 
     if (lo >= hi) {
         return;
     }
     out->areas++;
     out->mapped_bytes += hi - lo;
-    if (area->mergeable) {
+    if (area->mergeable == 1) {
         out->mergeable_bytes += hi - lo;
     }
     /* KSM: is per area and cannot be split: count areas wholly inside. */
@@ -63,9 +35,9 @@ static void account_area(const SmapsArea *area, guint64 start, guint64 end,
         if (out->ksm_bytes < 0) {
             out->ksm_bytes = 0;
         }
-        if (area->start >= start && area->end <= end) {
-            /* ksm_kb is at most the area's size (parse checks): no overflow
-             * here, and the sum saturates rather than wrap. */
+        if (area->start >= r->start && area->end <= r->end) {
+            /* ksm_kb is at most the area's size (ksm_maps_parse checks): no
+             * overflow here, and the sum saturates rather than wrap. */
             guint64 add = (guint64)area->ksm_kb * 1024;
             out->ksm_bytes = add > (guint64)(G_MAXINT64 - out->ksm_bytes)
                 ? G_MAXINT64 : out->ksm_bytes + (gint64)add;
@@ -76,64 +48,17 @@ static void account_area(const SmapsArea *area, guint64 start, guint64 end,
 gboolean ksm_range_smaps_parse(const char *text, guint64 start, guint64 len,
                                KsmRangeSmaps *out, GError **error)
 {
-    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
-    guint64 end = start + len;
-    SmapsArea area = { 0 };
-    gboolean in_area = FALSE;
+    RangeAccount r = { .start = start, .end = start + len, .out = out };
 
     memset(out, 0, sizeof(*out));
     out->ksm_bytes = -1;
-    if (end < start) {
+    if (r.end < start) {
         g_set_error(error, KSM_ERROR, KSM_ERROR_INVALID,
                     "range 0x%" G_GINT64_MODIFIER "x + %" G_GUINT64_FORMAT " wraps around",
                     start, len);
         return FALSE;
     }
-    for (guint i = 0; lines[i]; i++) {
-        const char *line = lines[i];
-        const char *colon = strchr(line, ':');
-        guint64 a, b;
-
-        if (!*line) {
-            continue;
-        }
-        /* Field lines are "Name:   value"; an area header has no colon before
-         * its first space (its device field "fd:01" comes later). */
-        const char *space = strchr(line, ' ');
-        if (!colon || (space && space < colon)) {
-            if (!parse_area_header(line, &a, &b)) {
-                g_set_error(error, KSM_ERROR, KSM_ERROR_PARSE,
-                            "smaps line %u is neither an area nor a field: '%s'", i + 1, line);
-                return FALSE;
-            }
-            if (in_area) {
-                account_area(&area, start, end, out);
-            }
-            area = (SmapsArea){ .start = a, .end = b, .ksm_kb = -1 };
-            in_area = TRUE;
-        } else if (!in_area) {
-            g_set_error(error, KSM_ERROR, KSM_ERROR_PARSE,
-                        "smaps line %u comes before any area: '%s'", i + 1, line);
-            return FALSE;
-        } else if (g_str_has_prefix(line, "VmFlags:")) {
-            area.mergeable = ksm_vmflags_has(colon + 1, "mg");
-        } else if (g_str_has_prefix(line, "KSM:")) {
-            gint64 kb = g_ascii_strtoll(colon + 1, NULL, 10);
-            /* More KSM than the area maps is no kernel's figure. */
-            if (kb > 0 && (guint64)kb > (area.end - area.start) / 1024) {
-                g_set_error(error, KSM_ERROR, KSM_ERROR_PARSE,
-                            "smaps line %u: KSM: %" G_GINT64_FORMAT " kB is more than its "
-                            "area's %" G_GUINT64_FORMAT " kB", i + 1, kb,
-                            (area.end - area.start) / 1024);
-                return FALSE;
-            }
-            area.ksm_kb = kb >= 0 ? kb : 0;
-        }
-    }
-    if (in_area) {
-        account_area(&area, start, end, out);
-    }
-    return TRUE;
+    return ksm_maps_parse(text, account_area, &r, error);
 }
 
 char *ksm_smaps_read(const KsmContext *ctx, pid_t pid, GError **error)

@@ -242,19 +242,32 @@ static void warn_unknown(GKeyFile *kf, const char *path)
     }
 }
 
+/* ksm.conf is a page of text: anything this big is not one. */
+#define MAX_CONFIG_BYTES (1024 * 1024)
+
 gboolean hook_config_load(HookConfig *cfg, const char *path, GError **error)
 {
     g_autoptr(GKeyFile) kf = g_key_file_new();
     g_autoptr(GError) local = NULL;
+    g_autofree char *text = NULL;
+    gsize len = 0;
 
     g_free(cfg->path);
     cfg->path = g_strdup(path);
-    if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, &local)) {
-        if (g_error_matches(local, G_FILE_ERROR, G_FILE_ERROR_NOENT)) {
+    /* Root acts on this file (it names what root runs): it and every
+     * directory above it must be root's alone. */
+    text = hook_read_trusted(path, MAX_CONFIG_BYTES, &len, &local);
+    if (!text) {
+        if (g_error_matches(local, HOOK_ERROR, HOOK_ERROR_NOENT)) {
             cfg->from_file = FALSE;
             return TRUE;
         }
-        g_set_error(error, local->domain, local->code, "%s: %s", path, local->message);
+        g_set_error(error, HOOK_ERROR, HOOK_ERROR_UNTRUSTED, "%s", local->message);
+        return FALSE;
+    }
+    if (!g_key_file_load_from_data(kf, text, len, G_KEY_FILE_NONE, &local)) {
+        g_set_error(error, local->domain, local->code, "%s: %s (fix the file; "
+                    "`samepage-ksm --check-config` checks it)", path, local->message);
         return FALSE;
     }
     cfg->from_file = TRUE;

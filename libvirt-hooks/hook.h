@@ -13,7 +13,9 @@
  *   config.c      /etc/samepage/ksm.conf (GKeyFile)
  *   policy.c      the domain's policy from its XML (libxml2)
  *   state.c       one file per running mergeable domain under /run/samepage/hook
- *   qemu-pid.c    which QEMU process runs a domain (by -uuid), for stale state
+ *   qemu-pid.c    which QEMU process runs a domain (libvirt's pid file), for stale state
+ *   trust.c       may root read, run or append to this path (owners, modes, links)
+ *   ksmtuned.c    is Debian's ksmtuned running (it would fight the hook over KSM)
  *   lifecycle.c   the decision for each libvirt operation
  *   reconcile.c   bringing KSM in line with the state, inline or detached
  *   tune.c        scan=tune: the detached `samepage tune` for the guests' lifetime
@@ -23,8 +25,10 @@
 #define SAMEPAGE_HOOK_H
 
 #include <glib.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <ksm/ksm.h>
+#include <ksm/ksm-unmerge.h>
 
 /* The XML namespace of the policy element in <metadata>. */
 #define HOOK_XMLNS "https://samepage.invalid/xmlns/ksm/1"
@@ -34,6 +38,9 @@
  * move them with the environment variables named beside them. */
 #define HOOK_CONFIG_PATH "/etc/samepage/ksm.conf"   /* SAMEPAGE_HOOK_CONFIG */
 #define HOOK_STATE_DIR "/run/samepage/hook"          /* SAMEPAGE_HOOK_STATE_DIR */
+/* Where libvirtd keeps each running QEMU's pid file (NAME.pid, root's) and
+ * status XML (NAME.xml). */
+#define HOOK_LIBVIRT_RUN_DIR "/run/libvirt/qemu"     /* SAMEPAGE_LIBVIRT_RUN_DIR */
 /* SAMEPAGE_SYSFS_ROOT, SAMEPAGE_PROCFS_ROOT: a fake /sys and /proc.
  * SAMEPAGE_LOCK: the host lock file (read by libksm itself).
  * SAMEPAGE_HOOK_SYSLOG=0: do not log to syslog. */
@@ -41,6 +48,11 @@
 /* Errors of the hook's own (policy, state): messages are for the operator. */
 #define HOOK_ERROR (hook_error_quark())
 GQuark hook_error_quark(void);
+enum {
+    HOOK_ERROR_FAILED = 0,
+    HOOK_ERROR_NOENT,       /* the path (or a directory on the way) does not exist */
+    HOOK_ERROR_UNTRUSTED,   /* owner, mode, type or link refused */
+};
 
 /* Exit statuses.  libvirt aborts a start when prepare exits non-zero and puts
  * our stderr in the error it reports (virsh shows it). */
@@ -59,6 +71,17 @@ void hook_log_set_stderr(gboolean on);
 /* The domain the current invocation is about, prefixed to each line (quoted). */
 void hook_log_set_domain(const char *name, const char *uuid);
 void hook_log(HookLogLevel level, const char *format, ...) G_GNUC_PRINTF(2, 3);
+/*
+ * The same, to the host's log only (syslog, log_file), never stderr: libvirt
+ * hands a failing hook's stderr to the client starting the guest, who must
+ * not learn other tenants' guests or trust groups from it.
+ */
+void hook_log_host(HookLogLevel level, const char *format, ...) G_GNUC_PRINTF(2, 3);
+/* A whole line made safe: control characters and invalid UTF-8 escaped
+ * (\xNN, \uNNNN), everything else kept.  Every line the hook writes goes
+ * through it, whatever a message quoted (libxml2 and GKeyFile errors repeat
+ * input bytes). */
+char *hook_log_sanitize(const char *line);
 gboolean hook_log_level_parse(const char *text, HookLogLevel *level);
 /*
  * A name made safe for one log line: printable UTF-8 is kept, control
@@ -142,12 +165,14 @@ typedef struct {
 typedef struct {
     char *dir;               /* root-only directory */
     KsmContext *ctx;         /* for /proc (stale detection) */
+    char *libvirt_dir;       /* libvirt's QEMU pid files and status XML */
 } HookStateStore;
 
 /* Create (0700) and check the directory: owned by us, not a symlink, no
- * group or other access; anything else is refused rather than trusted. */
-gboolean hook_state_open(HookStateStore *store, const char *dir, KsmContext *ctx,
-                         GError **error);
+ * group or other access, in trusted directories; anything else is refused
+ * rather than trusted.  libvirt_dir NULL: HOOK_LIBVIRT_RUN_DIR. */
+gboolean hook_state_open(HookStateStore *store, const char *dir, const char *libvirt_dir,
+                         KsmContext *ctx, GError **error);
 void hook_state_close(HookStateStore *store);
 /* Atomic (write a temporary file, rename), mode 0600. */
 gboolean hook_state_write(HookStateStore *store, const HookDomainState *st, GError **error);
@@ -156,18 +181,53 @@ gboolean hook_state_remove(HookStateStore *store, const char *uuid);
 gboolean hook_state_read(HookStateStore *store, const char *uuid, HookDomainState *st,
                          GError **error);
 /* Every domain with a state file, stale ones left out (and, with prune,
- * removed: their QEMU is gone).  GPtrArray of HookDomainState*. */
+ * removed: their QEMU is gone).  A corrupt file (truncated, garbage) is,
+ * with prune, rebuilt from libvirt's status XML when the domain's QEMU
+ * runs, removed otherwise, and logged either way.  GPtrArray of
+ * HookDomainState*. */
 GPtrArray *hook_state_list(HookStateStore *store, gboolean prune);
 void hook_domain_state_clear(HookDomainState *st);
 void hook_domain_state_free(HookDomainState *st);
 /* The last unmerge outcome (JSON), beside the domain files. */
 void hook_state_write_outcome(HookStateStore *store, const char *json);
 
+/* trust.c ----------------------------------------------------------------- */
+
+typedef enum { HOOK_TRUST_FILE, HOOK_TRUST_EXEC, HOOK_TRUST_DIR } HookTrustKind;
+
+/*
+ * May root rely on path: every directory on the way (symlinks followed, each
+ * in a trusted directory) and the object itself owned by root (or our euid)
+ * and not writable by group or others (a root-owned sticky directory such as
+ * /tmp is accepted on the way).  HOOK_ERROR_NOENT when it does not exist.
+ */
+gboolean hook_path_trusted(const char *path, HookTrustKind kind, GError **error);
+gboolean hook_trust_check_stat(const char *path, const struct stat *st, HookTrustKind kind,
+                               GError **error);
+/* Open (create 0600) for appending: trusted directory, O_NOFOLLOW, O_CLOEXEC,
+ * a regular file of root's with one link, no FIFO.  -1 and error otherwise. */
+int hook_open_append(const char *path, GError **error);
+/* A trusted regular file's contents, at most max bytes. */
+char *hook_read_trusted(const char *path, gsize max, gsize *len, GError **error);
+
 /* qemu-pid.c -------------------------------------------------------------- */
 
-/* The process whose command line has "-uuid UUID" (libvirt always passes it);
- * 0 when there is none.  *start_time gets its /proc/PID/stat starttime. */
-pid_t hook_find_qemu_by_uuid(const KsmContext *ctx, const char *uuid, guint64 *start_time);
+/*
+ * The QEMU libvirt runs for domain name: the pid in libvirt's own pid file
+ * (run_dir/NAME.pid, root's, in a root-only directory), confirmed by
+ * "-uuid UUID" on that process's command line (a stale file names a reused
+ * pid).  Never a search of all processes by UUID: any local user can start a
+ * process with a guest's UUID (visible in ps) on its command line.  0 when
+ * none.  *start_time gets its /proc/PID/stat starttime.
+ */
+pid_t hook_find_qemu(const KsmContext *ctx, const char *run_dir, const char *name,
+                     const char *uuid, guint64 *start_time);
+/* Does the process have "-uuid UUID" on its command line? */
+gboolean hook_process_has_uuid(const KsmContext *ctx, pid_t pid, const char *uuid);
+/* NAME.pid / NAME.xml as libvirt names them (the name XML-escaped). */
+char *hook_libvirt_file_name(const char *name, const char *suffix);
+/* Can name be a file name under run_dir (libvirt's own rule, checked again)? */
+gboolean hook_domain_name_is_file_safe(const char *name);
 /* Is pid still the process that had start_time? */
 gboolean hook_process_alive(const KsmContext *ctx, pid_t pid, guint64 start_time);
 /* Field 22 of /proc/PID/stat (after the comm, which may hold spaces and ')'). */
@@ -199,10 +259,18 @@ gboolean hook_ensure_ksmd(HookEnv *env, guint n_guests, GError **error);
  */
 void hook_reconcile_detached(HookEnv *env, HookReconcileWhy why);
 
+/* ksmtuned.c -------------------------------------------------------------- */
+
+/* The pid of a running ksmtuned (Debian's KSM tuning daemon), 0 if none. */
+pid_t hook_find_ksmtuned(const KsmContext *ctx);
+/* If one runs, log one warning saying the two would fight and what to do. */
+void hook_warn_ksmtuned(const KsmContext *ctx);
+
 /* tune.c ------------------------------------------------------------------ */
 
-/* Is the hook's `samepage tune` running (pid and start time in the state dir)? */
-gboolean hook_tune_running(HookEnv *env, pid_t *pid);
+/* Is the hook's `samepage tune` running (pid and start time in the state dir)?
+ * A recorded one that died (killed, crashed) is forgotten and *died set. */
+gboolean hook_tune_running(HookEnv *env, pid_t *pid, gboolean *died);
 /* Start it detached and record it (lock held, ksmd already at run=1). */
 gboolean hook_tune_start(HookEnv *env, GError **error);
 /* SIGUSR1 (converge again) if it runs; FALSE if it does not. */

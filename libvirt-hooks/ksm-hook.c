@@ -6,6 +6,12 @@
  *   samepage-ksm --check-config [FILE]
  *   samepage-ksm --print-default-config     (what the installer writes)
  *
+ * libvirtd always passes exactly four arguments, and the first is a domain
+ * name a libvirt client chose: "--check-config", "-x" or "--help" are valid
+ * domain names.  So four arguments are always a hook invocation, whatever
+ * they look like, and the options are recognised only alone (one or two
+ * arguments).  No option parser ever sees a domain name.
+ *
  * Operations the hook does not use exit 0 before reading anything: libvirt
  * runs every qemu.d hook for every event, and an idle hook must cost nothing.
  */
@@ -69,12 +75,14 @@ static int check_config(const char *path)
 
     hook_config_init(&cfg);
     if (!hook_config_load(&cfg, path, &error)) {
-        fprintf(stderr, "%s: %s\n", HOOK_NAME, error->message);
+        g_autofree char *msg = hook_log_sanitize(error->message);
+        fprintf(stderr, "%s: %s\n", HOOK_NAME, msg);
         hook_config_clear(&cfg);
         return HOOK_EXIT_USAGE;
     }
+    g_autofree char *qpath = hook_log_sanitize(cfg.path);
     printf("%s: %s policy=%s scan=%s reserve_mib=%" G_GUINT64_FORMAT
-           " unmerge_deadline_s=%" G_GINT64_FORMAT "\n", cfg.path,
+           " unmerge_deadline_s=%" G_GINT64_FORMAT "\n", qpath,
            cfg.from_file ? "ok:" : "missing, defaults:", hook_policy_name(cfg.policy),
            hook_scan_mode_name(cfg.scan_mode), cfg.reserve_mib,
            cfg.unmerge_deadline_s);
@@ -82,26 +90,21 @@ static int check_config(const char *path)
     return HOOK_EXIT_OK;
 }
 
-int main(int argc, char **argv)
+static int usage(void)
 {
-    if (argc >= 2 && strcmp(argv[1], "--check-config") == 0) {
-        return check_config(argc >= 3 ? argv[2] : env_or("SAMEPAGE_HOOK_CONFIG",
-                                                         HOOK_CONFIG_PATH));
-    }
-    if (argc >= 2 && strcmp(argv[1], "--print-default-config") == 0) {
-        fputs(hook_config_default_text, stdout);
-        return HOOK_EXIT_OK;
-    }
-    if (argc < 3 || argv[1][0] == '-') {
-        fprintf(stderr, "usage: %s DOMAIN OPERATION SUB_OPERATION EXTRA < domain.xml\n"
-                "       %s --check-config [FILE]\n"
-                "       %s --print-default-config\n"
-                "A libvirt hook: install it as /etc/libvirt/hooks/qemu.d/%s.\n",
-                HOOK_NAME, HOOK_NAME, HOOK_NAME, HOOK_NAME);
-        return HOOK_EXIT_USAGE;
-    }
+    fprintf(stderr, "usage: %s DOMAIN OPERATION SUB_OPERATION EXTRA < domain.xml\n"
+            "       %s --check-config [FILE]\n"
+            "       %s --print-default-config\n"
+            "A libvirt hook: install it as /etc/libvirt/hooks/qemu.d/%s.\n",
+            HOOK_NAME, HOOK_NAME, HOOK_NAME, HOOK_NAME);
+    return HOOK_EXIT_USAGE;
+}
+
+/* One libvirt event: name is the domain's (anything libvirt accepts), op and
+ * subop libvirt's. */
+static int hook_main(const char *name, const char *op, const char *subop)
+{
     gint64 started = g_get_monotonic_time();
-    const char *name = argv[1], *op = argv[2], *subop = argc > 3 ? argv[3] : "-";
     if (!g_strv_contains(used_ops, op)) {
         return HOOK_EXIT_OK;
     }
@@ -114,6 +117,15 @@ int main(int argc, char **argv)
     hook_log_set_domain(name, NULL);
 
     g_autoptr(GError) error = NULL;
+    /* Read all of stdin first, whatever follows: libvirtd writes the XML
+     * and must never meet a closed pipe. */
+    gsize len = 0;
+    g_autofree char *xml = read_stdin(&len, &error);
+    if (!xml) {
+        hook_log(HOOK_LOG_ERROR, "%s", error->message);
+        return strcmp(op, "prepare") == 0 ? HOOK_EXIT_REFUSE : HOOK_EXIT_OK;
+    }
+
     HookConfig cfg;
     hook_config_init(&cfg);
     if (!hook_config_load(&cfg, env_or("SAMEPAGE_HOOK_CONFIG", HOOK_CONFIG_PATH), &error)) {
@@ -131,18 +143,12 @@ int main(int argc, char **argv)
     hook_log_set_level(cfg.log_level);
     hook_log_set_file(cfg.log_file);
 
-    gsize len = 0;
-    g_autofree char *xml = read_stdin(&len, &error);
-    if (!xml) {
-        hook_log(HOOK_LOG_ERROR, "%s", error->message);
-        return strcmp(op, "prepare") == 0 ? HOOK_EXIT_REFUSE : HOOK_EXIT_OK;
-    }
 
     g_autoptr(KsmContext) ctx = ksm_context_new(g_getenv("SAMEPAGE_SYSFS_ROOT"),
                                                 g_getenv("SAMEPAGE_PROCFS_ROOT"));
     HookStateStore store;
-    if (!hook_state_open(&store, env_or("SAMEPAGE_HOOK_STATE_DIR", HOOK_STATE_DIR), ctx,
-                         &error)) {
+    if (!hook_state_open(&store, env_or("SAMEPAGE_HOOK_STATE_DIR", HOOK_STATE_DIR),
+                         env_or("SAMEPAGE_LIBVIRT_RUN_DIR", HOOK_LIBVIRT_RUN_DIR), ctx, &error)) {
         hook_log(HOOK_LOG_ERROR, "%s%s", strcmp(op, "prepare") == 0 ? "start refused: " : "",
                  error->message);
         return strcmp(op, "prepare") == 0 ? HOOK_EXIT_REFUSE : HOOK_EXIT_OK;
@@ -158,4 +164,21 @@ int main(int argc, char **argv)
     hook_state_close(&store);
     hook_config_clear(&cfg);
     return status;
+}
+
+int main(int argc, char **argv)
+{
+    /* libvirtd's form: DOMAIN OPERATION SUB_OPERATION EXTRA, nothing else. */
+    if (argc == 5) {
+        return hook_main(argv[1], argv[2], argv[3]);
+    }
+    if ((argc == 2 || argc == 3) && strcmp(argv[1], "--check-config") == 0) {
+        return check_config(argc == 3 ? argv[2] : env_or("SAMEPAGE_HOOK_CONFIG",
+                                                         HOOK_CONFIG_PATH));
+    }
+    if (argc == 2 && strcmp(argv[1], "--print-default-config") == 0) {
+        fputs(hook_config_default_text, stdout);
+        return HOOK_EXIT_OK;
+    }
+    return usage();
 }

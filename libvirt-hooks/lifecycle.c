@@ -50,6 +50,20 @@ static GString *group_conflicts(GPtrArray *guests, const HookPolicy *p, guint *n
     return conflicts;
 }
 
+/* scan=tune, and the samepage tune the hook recorded is gone (SIGKILL, a
+ * crash): the next event repairs it (under the lock, in a detached child). */
+static gboolean tune_needs_restart(HookEnv *env)
+{
+    gboolean died = FALSE;
+
+    if (env->cfg->scan_mode != HOOK_SCAN_TUNE || hook_tune_running(env, NULL, &died) || !died) {
+        return FALSE;
+    }
+    hook_log(HOOK_LOG_WARNING, "samepage tune, started by the hook for the running mergeable "
+             "guests, is gone (killed or crashed): starting it again");
+    return TRUE;
+}
+
 static int refuse(const char *format, ...) G_GNUC_PRINTF(1, 2);
 static int refuse(const char *format, ...)
 {
@@ -69,7 +83,9 @@ static int do_prepare(HookEnv *env, const char *xml, gsize len)
 
     hook_policy_init(&p);
     if (!hook_policy_parse(xml, len, &p, &error)) {
-        hook_log_set_domain(p.name, p.uuid);
+        if (p.name) {   /* else keep the name libvirt passed */
+            hook_log_set_domain(p.name, p.uuid);
+        }
         return refuse("%s", error->message);
     }
     hook_log_set_domain(p.name, p.uuid);
@@ -93,16 +109,22 @@ static int do_prepare(HookEnv *env, const char *xml, gsize len)
     guint others;
     g_autoptr(GString) conflicts = group_conflicts(guests, &p, &others);
     if (conflicts->len) {
+        /* The other guests and their groups belong to other tenants: they go
+         * to the host's log only.  stderr, which libvirt hands to whoever
+         * starts this guest, says only that the group is not this host's. */
         if (env->cfg->policy == HOOK_POLICY_STRICT) {
-            return refuse("trust group '%s' differs from running mergeable guest(s) %s: "
-                          "guests of different trust groups must not share pages "
-                          "(policy=strict in %s); use the same group, or "
-                          "<nosharepages/> with <ksm:policy merge=\"no\"/>",
-                          p.group, conflicts->str, env->cfg->path);
+            hook_log_host(HOOK_LOG_ERROR, "start refused: trust group '%s' differs from "
+                          "running mergeable guest(s) %s (policy=strict)", p.group,
+                          conflicts->str);
+            return refuse("trust group '%s' differs from the trust group of the mergeable "
+                          "guests running on this host: guests of different trust groups "
+                          "must not share pages (policy=strict); start it on another host, "
+                          "or ask the host's operator (its log names the guests); or start "
+                          "it with <nosharepages/> and <ksm:policy merge=\"no\"/>", p.group);
         }
-        hook_log(HOOK_LOG_WARNING, "trust group '%s' differs from running mergeable guest(s) "
-                 "%s: allowed by policy=permissive, their pages may merge", p.group,
-                 conflicts->str);
+        hook_log_host(HOOK_LOG_WARNING, "trust group '%s' differs from running mergeable "
+                      "guest(s) %s: allowed by policy=permissive, their pages may merge",
+                      p.group, conflicts->str);
     }
 
     HookDomainState st = {
@@ -138,7 +160,9 @@ static int do_running(HookEnv *env, const char *op, const char *xml, gsize len)
     hook_policy_init(&p);
     if (!hook_policy_parse(xml, len, &p, &error)) {
         /* The guest runs already: refusing now would help nobody. */
-        hook_log_set_domain(p.name, p.uuid);
+        if (p.name) {
+            hook_log_set_domain(p.name, p.uuid);
+        }
         hook_log(HOOK_LOG_WARNING, "%s: policy not readable, guest not recorded: %s", op,
                  error->message);
         return HOOK_EXIT_OK;
@@ -156,7 +180,13 @@ static int do_running(HookEnv *env, const char *op, const char *xml, gsize len)
     st.name = g_strdup(p.name);
     st.group = g_strdup(p.group);
     st.phase = g_strdup(strcmp(op, "started") == 0 ? "started" : "reconnected");
-    st.qemu_pid = hook_find_qemu_by_uuid(env->ctx, p.uuid, &st.qemu_start_time);
+    st.qemu_pid = hook_find_qemu(env->ctx, env->store->libvirt_dir, p.name, p.uuid,
+                                 &st.qemu_start_time);
+    if (st.qemu_pid == 0) {
+        hook_log(HOOK_LOG_WARNING, "%s: no QEMU found through libvirt's pid file in %s: the "
+                 "guest counts as running for %d minutes, then as gone", op,
+                 env->store->libvirt_dir, 10);
+    }
     /*
      * One file per domain, written atomically, and libvirt runs a domain's
      * hooks one at a time: this write needs no lock.  Decisions across
@@ -173,8 +203,9 @@ static int do_running(HookEnv *env, const char *op, const char *xml, gsize len)
     hook_domain_state_clear(&st);
 
     /* A guest we had not seen start (hook installed meanwhile, state lost)
-     * on a host where ksmd does not run: start it, without holding libvirtd. */
-    if (!had_state && strcmp(op, "started") == 0) {
+     * on a host where ksmd does not run: start it, without holding libvirtd.
+     * The same when the scan policy died meanwhile (killed, crashed). */
+    if ((!had_state && strcmp(op, "started") == 0) || tune_needs_restart(env)) {
         hook_reconcile_detached(env, HOOK_RECONCILE_ENSURE);
     }
     return HOOK_EXIT_OK;
@@ -187,7 +218,9 @@ static int do_stopped(HookEnv *env, const char *op, const char *xml, gsize len)
 
     hook_policy_init(&p);
     if (!hook_policy_identify(xml, len, &p, &error)) {
-        hook_log_set_domain(p.name, NULL);
+        if (p.name) {
+            hook_log_set_domain(p.name, NULL);
+        }
         hook_log(HOOK_LOG_ERROR, "%s: cannot tell which domain this is: %s", op, error->message);
         return HOOK_EXIT_OK;
     }
@@ -206,6 +239,9 @@ static int do_stopped(HookEnv *env, const char *op, const char *xml, gsize len)
     if (guests->len > 0) {
         hook_log(HOOK_LOG_INFO, "%s: guest forgotten; %u mergeable guest(s) still running: "
                  "no unmerge", op, guests->len);
+        if (tune_needs_restart(env)) {
+            hook_reconcile_detached(env, HOOK_RECONCILE_ENSURE);
+        }
         return HOOK_EXIT_OK;
     }
     hook_log(HOOK_LOG_INFO, "%s: last mergeable guest gone", op);

@@ -121,18 +121,76 @@ static int syslog_priority(HookLogLevel level)
     }
 }
 
+char *hook_log_sanitize(const char *line)
+{
+    GString *out = g_string_new(NULL);
+    const char *p = line;
+
+    while (*p) {
+        gunichar c = g_utf8_get_char_validated(p, -1);
+        if (c == (gunichar)-1 || c == (gunichar)-2) {
+            g_string_append_printf(out, "\\x%02x", (guchar)*p);
+            p++;
+            continue;
+        }
+        if (c < 0x20 || c == 0x7f || (c >= 0x80 && c < 0xa0) || c == 0x2028 || c == 0x2029) {
+            g_string_append_printf(out, "\\u%04x", c);
+        } else {
+            g_string_append_unichar(out, c);
+        }
+        p = g_utf8_next_char(p);
+    }
+    return g_string_free(out, FALSE);
+}
+
 static void append_to_file(const char *line)
 {
+    static gboolean reported;
     g_autoptr(GDateTime) now = g_date_time_new_now_local();
     g_autofree char *stamp = g_date_time_format(now, "%Y-%m-%dT%H:%M:%S.%f%z");
     g_autofree char *text = g_strdup_printf("%s %s[%d]: %s\n", stamp, HOOK_NAME,
                                             (int)getpid(), line);
-    /* O_APPEND: concurrent hooks and the detached child write whole lines. */
-    int fd = open(logger.file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    g_autoptr(GError) error = NULL;
+    /* O_APPEND: concurrent hooks and the detached child write whole lines.
+     * Opened per line (the detached child closes every descriptor), each time
+     * with the checks of a file root creates: trusted directory, no symlink,
+     * no FIFO, root's, one link. */
+    int fd = hook_open_append(logger.file, &error);
 
-    if (fd >= 0) {
-        (void)!write(fd, text, strlen(text));
-        close(fd);
+    if (fd < 0) {
+        if (!reported) {
+            g_autofree char *msg = hook_log_sanitize(error->message);
+            reported = TRUE;
+            if (logger.syslog) {
+                syslog(LOG_ERR, "log_file not written: %s", msg);
+            }
+            if (logger.to_stderr) {
+                fprintf(stderr, "%s: log_file not written: %s\n", HOOK_NAME, msg);
+            }
+        }
+        return;
+    }
+    (void)!write(fd, text, strlen(text));
+    close(fd);
+}
+
+static void log_line(HookLogLevel level, gboolean to_stderr, const char *format, va_list args)
+{
+    if (level < logger.level) {
+        return;
+    }
+    g_autofree char *message = g_strdup_vprintf(format, args);
+    g_autofree char *raw = g_strconcat(logger.prefix ? logger.prefix : "", message, NULL);
+    g_autofree char *line = hook_log_sanitize(raw);
+
+    if (logger.syslog) {
+        syslog(syslog_priority(level), "%s", line);
+    }
+    if (to_stderr && logger.to_stderr) {
+        fprintf(stderr, "%s: %s\n", HOOK_NAME, line);
+    }
+    if (logger.file) {
+        append_to_file(line);
     }
 }
 
@@ -140,21 +198,16 @@ void hook_log(HookLogLevel level, const char *format, ...)
 {
     va_list args;
 
-    if (level < logger.level) {
-        return;
-    }
     va_start(args, format);
-    g_autofree char *message = g_strdup_vprintf(format, args);
+    log_line(level, TRUE, format, args);
     va_end(args);
-    g_autofree char *line = g_strconcat(logger.prefix ? logger.prefix : "", message, NULL);
+}
 
-    if (logger.syslog) {
-        syslog(syslog_priority(level), "%s", line);
-    }
-    if (logger.to_stderr) {
-        fprintf(stderr, "%s: %s\n", HOOK_NAME, line);
-    }
-    if (logger.file) {
-        append_to_file(line);
-    }
+void hook_log_host(HookLogLevel level, const char *format, ...)
+{
+    va_list args;
+
+    va_start(args, format);
+    log_line(level, FALSE, format, args);
+    va_end(args);
 }

@@ -55,7 +55,28 @@ gboolean hook_ensure_ksmd(HookEnv *env, guint n_guests, GError **error)
     if (mode == HOOK_SCAN_TUNE && hook_tune_kick(env, n_guests)) {
         return TRUE;
     }
-    if (ksm_snapshot_get(snap, KSM_FIELD_RUN, &run) && run == KSM_RUN_MERGE) {
+    gboolean tune_died = FALSE;
+    if (mode == HOOK_SCAN_TUNE) {
+        hook_tune_running(env, NULL, &tune_died);
+    }
+    gboolean running = ksm_snapshot_get(snap, KSM_FIELD_RUN, &run) && run == KSM_RUN_MERGE;
+    /* The first mergeable guest (or KSM turned on for guests): a ksmtuned
+     * would fight the hook over the same knobs. */
+    if (n_guests <= 1 || !running) {
+        hook_warn_ksmtuned(env->ctx);
+    }
+    if (running) {
+        if (tune_died) {
+            /* ksmd runs, at whatever rate the dead policy left: the policy
+             * comes back, the guests are not left to that rate. */
+            g_autoptr(GError) tune_error = NULL;
+            hook_log(HOOK_LOG_WARNING, "samepage tune died while %u mergeable guest(s) run: "
+                     "starting it again", n_guests);
+            if (!hook_tune_start(env, &tune_error)) {
+                hook_log(HOOK_LOG_ERROR, "%s", tune_error->message);
+            }
+            return TRUE;
+        }
         hook_log(HOOK_LOG_INFO, "ksmd already running for %u mergeable guest(s): "
                  "settings left as they are", n_guests);
         return TRUE;

@@ -46,11 +46,20 @@ static gboolean check_dir(const char *dir, GError **error)
     return TRUE;
 }
 
-gboolean hook_state_open(HookStateStore *store, const char *dir, KsmContext *ctx,
-                         GError **error)
+gboolean hook_state_open(HookStateStore *store, const char *dir, const char *libvirt_dir,
+                         KsmContext *ctx, GError **error)
 {
+    g_autofree char *parent = g_path_get_dirname(dir);
+
     memset(store, 0, sizeof(*store));
-    if (g_mkdir_with_parents(dir, 0700) < 0) {
+    /* The directories above must be root's too, or someone could swap the
+     * state directory for another between our check and our use. */
+    g_mkdir_with_parents(parent, 0700);
+    if (!hook_path_trusted(parent, HOOK_TRUST_DIR, error)) {
+        g_prefix_error(error, "state directory %s: ", dir);
+        return FALSE;
+    }
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
         g_set_error(error, HOOK_ERROR, 0, "cannot create %s: %s", dir, g_strerror(errno));
         return FALSE;
     }
@@ -59,12 +68,14 @@ gboolean hook_state_open(HookStateStore *store, const char *dir, KsmContext *ctx
     }
     store->dir = g_strdup(dir);
     store->ctx = ctx;
+    store->libvirt_dir = g_strdup(libvirt_dir ? libvirt_dir : HOOK_LIBVIRT_RUN_DIR);
     return TRUE;
 }
 
 void hook_state_close(HookStateStore *store)
 {
     g_free(store->dir);
+    g_free(store->libvirt_dir);
     memset(store, 0, sizeof(*store));
 }
 
@@ -126,30 +137,67 @@ gboolean hook_state_remove(HookStateStore *store, const char *uuid)
     return unlink(path) == 0;
 }
 
+/* A state file is a few hundred bytes: anything this big is not one. */
+#define MAX_STATE_BYTES (64 * 1024)
+
+static gboolean corrupt(GError **error, const char *path, const char *what)
+{
+    g_set_error(error, HOOK_ERROR, HOOK_ERROR_FAILED, "%s: %s", path, what);
+    return FALSE;
+}
+
+/*
+ * Every key must be there and valid: a file cut short (a full /run, a crash
+ * mid-write by something else) must never read as a guest of the "default"
+ * group or without its QEMU.
+ */
 static gboolean read_file(const char *path, HookDomainState *st, GError **error)
 {
     g_autoptr(GKeyFile) kf = g_key_file_new();
-    g_autofree char *uuid = NULL;
+    g_autofree char *uuid = NULL, *text = NULL, *pid = NULL, *start = NULL, *updated = NULL;
+    gsize len;
+    guint64 v;
+    gint64 t;
 
     memset(st, 0, sizeof(*st));
-    if (!g_key_file_load_from_file(kf, path, G_KEY_FILE_NONE, error)) {
+    if (!g_file_get_contents(path, &text, &len, error)) {
+        return FALSE;
+    }
+    if (len > MAX_STATE_BYTES) {
+        return corrupt(error, path, "too large for a state file");
+    }
+    if (!g_key_file_load_from_data(kf, text, len, G_KEY_FILE_NONE, error)) {
+        g_prefix_error(error, "%s: ", path);
         return FALSE;
     }
     uuid = g_key_file_get_string(kf, GROUP, "uuid", NULL);
     if (!uuid || !hook_uuid_normalize(uuid, st->uuid)) {
-        g_set_error(error, HOOK_ERROR, 0, "%s has no valid uuid", path);
-        return FALSE;
+        return corrupt(error, path, "no valid uuid");
     }
     st->name = g_key_file_get_string(kf, GROUP, "name", NULL);
     st->group = g_key_file_get_string(kf, GROUP, "group", NULL);
     st->phase = g_key_file_get_string(kf, GROUP, "phase", NULL);
-    st->qemu_pid = (pid_t)g_key_file_get_int64(kf, GROUP, "qemu_pid", NULL);
-    st->qemu_start_time = g_key_file_get_uint64(kf, GROUP, "qemu_start_time", NULL);
-    st->updated = g_key_file_get_int64(kf, GROUP, "updated", NULL);
-    if (!st->group || !hook_group_valid(st->group)) {
-        g_free(st->group);
-        st->group = g_strdup("default");
+    pid = g_key_file_get_value(kf, GROUP, "qemu_pid", NULL);
+    start = g_key_file_get_value(kf, GROUP, "qemu_start_time", NULL);
+    updated = g_key_file_get_value(kf, GROUP, "updated", NULL);
+    if (!st->name || !st->phase) {
+        return corrupt(error, path, "no name or phase");
     }
+    if (!st->group || !hook_group_valid(st->group)) {
+        return corrupt(error, path, "no valid trust group");
+    }
+    if (!pid || !g_ascii_string_to_unsigned(pid, 10, 0, G_MAXINT32, &v, NULL)) {
+        return corrupt(error, path, "no valid qemu_pid");
+    }
+    st->qemu_pid = (pid_t)v;
+    if (!start || !g_ascii_string_to_unsigned(start, 10, 0, G_MAXUINT64, &st->qemu_start_time,
+                                              NULL)) {
+        return corrupt(error, path, "no valid qemu_start_time");
+    }
+    if (!updated || !g_ascii_string_to_signed(updated, 10, 0, G_MAXINT64, &t, NULL)) {
+        return corrupt(error, path, "no valid updated time");
+    }
+    st->updated = t;
     return TRUE;
 }
 
@@ -168,18 +216,114 @@ gboolean hook_state_read(HookStateStore *store, const char *uuid, HookDomainStat
 
 /*
  * Is the domain of this file still running?  With a QEMU pid: that process,
- * same start time.  Without (prepared, QEMU not yet started): a QEMU with its
- * UUID, or a file young enough that the start may still be under way.
+ * same start time.  Without (prepared, QEMU not yet started): the QEMU
+ * libvirt's pid file names, or a file young enough that the start may still
+ * be under way.
  */
 static gboolean still_running(HookStateStore *store, HookDomainState *st)
 {
     if (st->qemu_pid > 0) {
         return hook_process_alive(store->ctx, st->qemu_pid, st->qemu_start_time);
     }
-    if (hook_find_qemu_by_uuid(store->ctx, st->uuid, NULL) > 0) {
+    if (hook_find_qemu(store->ctx, store->libvirt_dir, st->name, st->uuid, NULL) > 0) {
         return TRUE;
     }
     return g_get_real_time() / G_USEC_PER_SEC - st->updated < PREPARED_GRACE_S;
+}
+
+/* The file stem (the name as libvirt escapes it) of the domain whose
+ * running QEMU has this UUID, by libvirt's pid files (STEM.pid); NULL when
+ * none runs. */
+static char *libvirt_stem_of(HookStateStore *store, const char *uuid, pid_t *pid)
+{
+    g_autoptr(GDir) dir = g_dir_open(store->libvirt_dir, 0, NULL);
+    const char *entry;
+
+    while (dir && (entry = g_dir_read_name(dir))) {
+        if (!g_str_has_suffix(entry, ".pid")) {
+            continue;
+        }
+        g_autofree char *stem = g_strndup(entry, strlen(entry) - 4);
+        g_autofree char *path = g_build_filename(store->libvirt_dir, entry, NULL);
+        g_autofree char *text = hook_read_trusted(path, 64, &(gsize){ 0 }, NULL);
+        guint64 v;
+        if (text && g_ascii_string_to_unsigned(g_strstrip(text), 10, 1, G_MAXINT32, &v, NULL) &&
+            hook_process_has_uuid(store->ctx, (pid_t)v, uuid)) {
+            *pid = (pid_t)v;
+            return g_steal_pointer(&stem);
+        }
+    }
+    return NULL;
+}
+
+/*
+ * A state file that does not parse (truncated by a full /run, garbage): its
+ * domain's trust group is unknown.  If libvirt runs a QEMU with that UUID,
+ * its status XML (NAME.xml beside the pid file, root's) has the domain's
+ * policy: rebuild the file from it.  Otherwise the domain is gone: remove it.
+ * Both are logged to the host only (they name a domain of another tenant).
+ */
+static HookDomainState *repair_corrupt(HookStateStore *store, const char *path,
+                                       const char *uuid, const char *why)
+{
+    g_autofree char *qwhy = hook_quote(why);
+    pid_t pid = 0;
+    g_autofree char *stem = libvirt_stem_of(store, uuid, &pid);
+    g_autoptr(GError) error = NULL;
+
+    if (!stem) {
+        unlink(path);
+        hook_log_host(HOOK_LOG_WARNING, "state file %s.state is corrupt (%s) and no QEMU of "
+                      "that domain runs (libvirt's pid files in %s): removed", uuid, qwhy,
+                      store->libvirt_dir);
+        return NULL;
+    }
+    g_autofree char *qname = hook_quote(stem);
+    g_autofree char *file = g_strconcat(stem, ".xml", NULL);
+    g_autofree char *xml_path = g_build_filename(store->libvirt_dir, file, NULL);
+    gsize len = 0;
+    g_autofree char *xml = hook_read_trusted(xml_path, 16 << 20, &len, &error);
+    g_auto(HookPolicy) p;
+    hook_policy_init(&p);
+    if (xml && hook_policy_parse(xml, len, &p, &error) && strcmp(p.uuid, uuid) != 0) {
+        g_set_error(&error, HOOK_ERROR, 0, "it describes another UUID");
+    }
+    if (error) {
+        unlink(path);
+        hook_log_host(HOOK_LOG_ERROR, "state file %s.state is corrupt (%s); domain '%s' runs, "
+                      "but its trust group cannot be read from libvirt's status (%s): "
+                      "removed, so it counts for no trust-group decision until libvirtd "
+                      "reconnects to it (restart libvirtd to rebuild the hook's state)",
+                      uuid, qwhy, qname, error->message);
+        return NULL;
+    }
+    /* From here on the real name (the file stem is libvirt's escaped form). */
+    g_free(qname);
+    qname = hook_quote(p.name ? p.name : "");
+    if (!p.mergeable) {
+        unlink(path);
+        hook_log_host(HOOK_LOG_WARNING, "state file %s.state is corrupt (%s); domain '%s' runs "
+                      "but is not mergeable: removed", uuid, qwhy, qname);
+        return NULL;
+    }
+    HookDomainState *st = g_new0(HookDomainState, 1);
+    memcpy(st->uuid, p.uuid, sizeof(st->uuid));
+    st->name = g_strdup(p.name);
+    st->group = g_strdup(p.group);
+    st->phase = g_strdup("rebuilt");
+    st->qemu_pid = hook_find_qemu(store->ctx, store->libvirt_dir, p.name, uuid,
+                                  &st->qemu_start_time);
+    if (!hook_state_write(store, st, &error)) {
+        hook_log_host(HOOK_LOG_ERROR, "state file %s.state is corrupt and cannot be rebuilt: %s",
+                      uuid, error->message);
+        unlink(path);
+    } else {
+        hook_log_host(HOOK_LOG_WARNING, "state file %s.state was corrupt (%s): rebuilt from "
+                      "libvirt's status of running domain '%s' (QEMU pid %d, trust group '%s')",
+                      uuid, qwhy, qname, (int)st->qemu_pid, st->group);
+    }
+    st->updated = g_get_real_time() / G_USEC_PER_SEC;
+    return st;
 }
 
 GPtrArray *hook_state_list(HookStateStore *store, gboolean prune)
@@ -205,18 +349,31 @@ GPtrArray *hook_state_list(HookStateStore *store, gboolean prune)
         HookDomainState *st = g_new0(HookDomainState, 1);
         g_autoptr(GError) error = NULL;
         if (!read_file(path, st, &error)) {
-            /* Removed between readdir and open: a domain that just stopped. */
-            if (!g_error_matches(error, G_FILE_ERROR, G_FILE_ERROR_NOENT)) {
-                hook_log(HOOK_LOG_WARNING, "ignoring unreadable state file: %s", error->message);
-            }
             hook_domain_state_free(st);
+            /* Removed between readdir and open: a domain that just stopped. */
+            if (g_error_matches(error, G_FILE_ERROR, G_FILE_ERROR_NOENT)) {
+                continue;
+            }
+            if (!prune) {
+                hook_log_host(HOOK_LOG_WARNING, "ignoring corrupt state file: %s",
+                              error->message);
+                continue;
+            }
+            st = repair_corrupt(store, path, uuid, error->message);
+            if (st) {
+                g_ptr_array_add(list, st);
+            }
             continue;
+        }
+        if (strcmp(st->uuid, uuid) != 0) {
+            /* Someone's copy: the file name is what the hook looks up. */
+            memcpy(st->uuid, uuid, sizeof(st->uuid));
         }
         if (!still_running(store, st)) {
             if (prune) {
                 g_autofree char *qname = hook_quote(st->name ? st->name : "");
-                hook_log(HOOK_LOG_INFO, "state of domain '%s' (%s) is stale (its QEMU is gone): "
-                         "removed", qname, st->uuid);
+                hook_log_host(HOOK_LOG_INFO, "state of domain '%s' (%s) is stale (its QEMU is "
+                              "gone): removed", qname, st->uuid);
                 unlink(path);
             }
             hook_domain_state_free(st);

@@ -57,18 +57,26 @@ static gboolean alive(pid_t pid, guint64 start)
     return proc_stat(pid, &state, &now) && now == start && state != 'Z' && state != 'X';
 }
 
-gboolean hook_tune_running(HookEnv *env, pid_t *pid_out)
+gboolean hook_tune_running(HookEnv *env, pid_t *pid_out, gboolean *died)
 {
     g_autofree char *path = tune_path(env);
     g_autofree char *text = NULL;
     unsigned long long pid = 0, start = 0;
 
-    if (!g_file_get_contents(path, &text, NULL, NULL) ||
-        sscanf(text, "%llu %llu", &pid, &start) != 2 || pid == 0 || pid > G_MAXINT32) {
+    if (died) {
+        *died = FALSE;
+    }
+    if (!g_file_get_contents(path, &text, NULL, NULL)) {
         return FALSE;
     }
-    if (!alive((pid_t)pid, start)) {
-        unlink(path);
+    if (sscanf(text, "%llu %llu", &pid, &start) != 2 || pid == 0 || pid > G_MAXINT32 ||
+        !alive((pid_t)pid, start)) {
+        /* Recorded, not running: it died (SIGKILL, a crash) or the file is
+         * garbage.  The file stays until a start replaces it or a stop
+         * removes it, so whoever holds the lock next knows to restart it. */
+        if (died) {
+            *died = TRUE;
+        }
         return FALSE;
     }
     if (pid_out) {
@@ -81,7 +89,7 @@ gboolean hook_tune_kick(HookEnv *env, guint n_guests)
 {
     pid_t pid;
 
-    if (!hook_tune_running(env, &pid)) {
+    if (!hook_tune_running(env, &pid, NULL)) {
         return FALSE;
     }
     if (kill(pid, SIGUSR1) < 0) {
@@ -101,7 +109,8 @@ G_NORETURN static void exec_tune(HookEnv *env)
     const char *samepage = env->cfg->cli_path, *log_file = env->cfg->log_file;
     const char *sysfs = ksm_context_sysfs(env->ctx), *procfs = ksm_context_procfs(env->ctx);
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    int out = log_file ? open(log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600) : -1;
+    /* Checked like every file root appends to: no symlink, no FIFO, root's. */
+    int out = log_file ? hook_open_append(log_file, NULL) : -1;
 
     if (null >= 0) {
         dup2(null, STDIN_FILENO);
@@ -132,10 +141,12 @@ gboolean hook_tune_start(HookEnv *env, GError **error)
     const char *samepage = env->cfg->cli_path;
     int pipefd[2];
 
-    if (!g_file_test(samepage, G_FILE_TEST_IS_EXECUTABLE)) {
-        g_set_error(error, HOOK_ERROR, 0, "scan=tune in %s, but %s is not an executable: "
-                    "set samepage= to where samepage is installed, or scan=manual",
-                    env->cfg->path, samepage);
+    g_autoptr(GError) untrusted = NULL;
+    /* Root runs it: it and every directory above it must be root's alone. */
+    if (!hook_path_trusted(samepage, HOOK_TRUST_EXEC, &untrusted)) {
+        g_set_error(error, HOOK_ERROR, 0, "scan=tune in %s, but samepage=%s is not an "
+                    "executable root may run (%s): set samepage= to where samepage is "
+                    "installed, or scan=manual", env->cfg->path, samepage, untrusted->message);
         return FALSE;
     }
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
@@ -204,7 +215,8 @@ void hook_tune_stop(HookEnv *env)
     guint64 start;
     char state;
 
-    if (!hook_tune_running(env, &pid) || !proc_stat(pid, &state, &start)) {
+    if (!hook_tune_running(env, &pid, NULL) || !proc_stat(pid, &state, &start)) {
+        unlink(path);   /* a dead one's record */
         return;
     }
     if (kill(pid, SIGTERM) < 0) {

@@ -1,8 +1,9 @@
 /*
  * samepage: ksm-unmerge, breaking a backend's KSM pages as a QEMU job.
  *
- * This is the safe way to unmerge (KSM-NOTES.md; Andrea Arcangeli in the
- * 2009 thread): MADV_UNMERGEABLE issued by the process that owns the
+ * This is the safe way to unmerge (samepage's docs/scenarios.md, R14;
+ * Andrea Arcangeli in "[PATCH 0/12] ksm: stats, oom, doc, misc", linux-mm,
+ * 2009-08): MADV_UNMERGEABLE issued by the process that owns the
  * memory, so the copies are allocated in the right mm and charged to its
  * memory cgroup, and if memory runs out the OOM killer's choice is this
  * process, not a bystander.  The madvise runs in chunks in the thread pool,

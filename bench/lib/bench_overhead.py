@@ -11,8 +11,7 @@ interleaved round by round; medians.
 import re
 import time
 
-from common import ENV, BenchError, fmt, ksm_set, samepage, load_note, log, median, spawn, stop, \
-    table
+from common import ENV, fmt, ksm_set, load_note, log, median, spawn, stop, table
 from guest import Guest
 
 CONFIGS = [('memory-backend-ksm', 'off'), ('memory-backend-ram', 'off'),

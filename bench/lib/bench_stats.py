@@ -17,8 +17,8 @@ import json
 import subprocess
 import time
 
-from common import ENV, GiB, MiB, PAGE, BenchError, fmt, ksm_set, ksm_stats, load_note, log, \
-    median, percentile, settle_exited, table
+from common import ENV, MiB, PAGE, BenchError, ksm_set, load_note, log, median, percentile, \
+    settle_exited, table
 from guest import Guest, stop_all_guests
 
 

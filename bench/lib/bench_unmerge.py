@@ -22,7 +22,7 @@ import tempfile
 import time
 
 from common import ENV, MiB, PAGE, BenchError, fmt, ksm_clean, ksm_set, ksm_stats, ksm_value, \
-    samepage, load_note, log, median, percentile, table
+    samepage, load_note, log, percentile, table
 from guest import Guest, start_all, stop_all_guests
 from qmp import LatencyProbe
 

@@ -263,7 +263,3 @@ def table(title, headers, rows, notes=()):
         lines.append('  ' + note)
     return '\n'.join(lines) + '\n'
 
-
-def target_line(what, value, target, met, unit=''):
-    """'TARGET what: value (target ...): met|MISSED'."""
-    return f'TARGET {what}: {value}{unit} (target {target}): {"met" if met else "MISSED"}'

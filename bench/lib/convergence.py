@@ -24,7 +24,7 @@ import os
 import subprocess
 import time
 
-from common import ENV, MiB, PAGE, BenchError, fmt, ksm_clean, samepage, load_note, log, table
+from common import MiB, PAGE, BenchError, fmt, ksm_clean, samepage, load_note, log, table
 from guest import Guest, start_all, stop_all_guests
 from policies import Advisor, KernelDefaults, Ksmtuned, Samepage
 from sampler import Sampler, crossing, value_at

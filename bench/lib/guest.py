@@ -1,7 +1,6 @@
 """The project's test guest (scripts/make-guest) on the built QEMU, driven
 without QEMU's python package: a serial socket read by a thread that
 timestamps the console markers, and a QMP socket (bench/lib/qmp.py)."""
-import os
 import shutil
 import socket
 import subprocess

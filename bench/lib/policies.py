@@ -12,8 +12,7 @@ import subprocess
 import tempfile
 import time
 
-from common import ENV, BenchError, ksm_set, samepage, log, pid_alive, register_pid, spawn, \
-    stop, stop_pid
+from common import ENV, BenchError, ksm_set, pid_alive, register_pid, spawn, stop, stop_pid
 
 # The advisor's own defaults (mm/ksm.c), written back before each advisor
 # run so that what the host had before does not leak into the comparison.
@@ -214,8 +213,8 @@ class Advisor(Policy):
 
 
 class Samepage(Policy):
-    """samepage's policy: `samepage tune` (libksm ksm-tune), what the libvirt hook
-    runs.  See samepage tune --help and kernel/include/ksm/ksm-tune.h."""
+    """samepage's policy: `samepage tune` (policy/tune), what the libvirt hook
+    runs.  See samepage tune --help and policy/tune/include/ksm/ksm-tune.h."""
     name = 'samepage'
     label = 'samepage (samepage tune)'
 

@@ -28,6 +28,7 @@
 
 #include <json-glib/json-glib.h>
 #include <ksm/ksm.h>
+#include <ksm/ksm-census.h>
 
 static gsize page;
 

@@ -10,11 +10,13 @@
  * operators and scripts use it.  $SAMEPAGE_CLI names the binary.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -659,6 +661,496 @@ static void test_watch_sigint(Tree *t, gconstpointer data)
     g_assert_cmpint(WEXITSTATUS(wait_status), ==, 0);
 }
 
+/*
+ * A guest name any local user can choose (-name of any process named
+ * qemu-system-*): escape sequences (clear screen, window title), CR LF and
+ * a forged table row, bytes that are not UTF-8, a C1 CSI and a right-to-left
+ * override.  The exe path carries some too.
+ */
+static const char qemu_hostile_cmdline[] =
+    "/tmp/\xff\x1b[31m/qemu-system-x86_64\0-name\0"
+    "guest=\x1b[2J\x1b]0;owned\x07\r\n      666  forged\xff\xfe\xc2\x9b\xe2\x80\xae\0";
+
+static void assert_no_control_bytes(const char *text, gboolean allow_tab)
+{
+    g_assert_true(g_utf8_validate(text, -1, NULL));
+    for (const char *p = text; *p; p++) {
+        if (((guchar)*p < 0x20 && *p != '\n' && !(allow_tab && *p == '\t')) || *p == 0x7f) {
+            g_error("control byte 0x%02x in output:\n%s", (guchar)*p, text);
+        }
+    }
+    g_assert_null(strstr(text, "\xc2\x9b"));        /* U+009B: CSI on a terminal */
+    g_assert_null(strstr(text, "\xe2\x80\xae"));    /* U+202E: right-to-left override */
+}
+
+static void test_hostile_name(Tree *t, gconstpointer data)
+{
+    g_autofree char *table = NULL, *json = NULL, *prom = NULL;
+
+    add_process(t, 4245, "qemu-system-x86", qemu_hostile_cmdline, sizeof(qemu_hostile_cmdline) - 1,
+                PF_USER, NULL, "5\n");
+
+    /* Table: no escape sequence, no forged row; the name shown escaped. */
+    g_assert_cmpint(run_cli(t, &table, NULL, "stats"), ==, 0);
+    assert_no_control_bytes(table, FALSE);
+    g_assert_null(strstr(table, "\n      666  forged"));
+    g_assert_nonnull(strstr(table, "\\x1b[2J\\x1b]0;owned\\x07\\x0d\\x0a      666  forged"
+                                   "\\xff\\xfe\\u009b\\u202e"));
+
+    /* JSON: valid UTF-8 (json-glib escapes the controls), the name kept. */
+    g_assert_cmpint(run_cli(t, &json, NULL, "stats", "--json"), ==, 0);
+    g_assert_true(g_utf8_validate(json, -1, NULL));
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_autoptr(GError) error = NULL;
+    g_assert_true(json_parser_load_from_data(parser, json, -1, &error));
+    JsonArray *procs = json_object_get_array_member(
+        json_node_get_object(json_parser_get_root(parser)), "processes");
+    gboolean seen = FALSE;
+    for (guint i = 0; i < json_array_get_length(procs); i++) {
+        JsonObject *proc = json_array_get_object_element(procs, i);
+        if (json_object_get_int_member(proc, "pid") == 4245) {
+            g_assert_true(g_str_has_prefix(json_object_get_string_member(proc, "guest"),
+                                           "\x1b[2J\x1b]0;owned\x07\r\n      666  forged\xef\xbf\xbd"));
+            g_assert_true(g_utf8_validate(json_object_get_string_member(proc, "exe"), -1, NULL));
+            seen = TRUE;
+        }
+    }
+    g_assert_true(seen);
+
+    /* Prometheus: UTF-8, no CR or ESC, one sample line with the label. */
+    g_assert_cmpint(run_cli(t, &prom, NULL, "stats", "--prometheus"), ==, 0);
+    assert_no_control_bytes(prom, FALSE);
+    g_assert_nonnull(strstr(prom, "\nsamepage_process_ksm_merging_pages{pid=\"4245\",guest=\""
+                                  "\\\\x1b[2J\\\\x1b]0;owned\\\\x07\\\\x0d\\n      666  forged"
+                                  "\\\\xff\\\\xfe\\\\u009b\\\\u202e\"} 5\n"));
+}
+
+/*
+ * samepage estimate reads a real process (the census needs its page tables):
+ * one named qemu-system-x86_64 by argv[0] with the hostile -name.  Its
+ * table and JSON carry the name escaped / as valid UTF-8.
+ */
+static void test_estimate_hostile_name(Tree *t, gconstpointer data)
+{
+    const char *hostile = qemu_hostile_cmdline + sizeof("/tmp/\xff\x1b[31m/qemu-system-x86_64") +
+                          sizeof("-name") + strlen("guest=");
+    const char *argv[] = { "/usr/bin/python3", "qemu-system-x86_64", "-c",
+                           "import time; time.sleep(60)", "-name", hostile, NULL };
+    g_autoptr(GError) error = NULL;
+    g_autofree char *table = NULL, *json = NULL;
+    GPid pid;
+
+    if (!g_file_test(argv[0], G_FILE_TEST_IS_EXECUTABLE) || geteuid() != 0) {
+        g_test_skip("needs /usr/bin/python3 and root (the census reads another process)");
+        return;
+    }
+    g_assert_true(g_spawn_async(NULL, (char **)argv, NULL,
+                                G_SPAWN_FILE_AND_ARGV_ZERO | G_SPAWN_DO_NOT_REAP_CHILD, NULL,
+                                NULL, &pid, &error));
+    g_autofree char *pid_text = g_strdup_printf("%d", (int)pid);
+    g_autofree char *cmdline_path = g_strdup_printf("/proc/%d/cmdline", (int)pid);
+    for (int i = 0; i < 100; i++) {   /* until python has exec'd */
+        g_autofree char *cmdline = NULL;
+        gsize len = 0;
+        if (g_file_get_contents(cmdline_path, &cmdline, &len, NULL) && len > 0 &&
+            strcmp(cmdline, "qemu-system-x86_64") == 0) {
+            break;
+        }
+        g_usleep(20 * 1000);
+    }
+    int table_status = run_cli(t, &table, NULL, "estimate", "--pid", pid_text,
+                               "--procfs-root=/proc");
+    int json_status = run_cli(t, &json, NULL, "estimate", "--pid", pid_text, "--json",
+                              "--procfs-root=/proc");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+
+    g_assert_cmpint(table_status, ==, 0);
+    assert_no_control_bytes(table, FALSE);
+    g_assert_null(strstr(table, "\n      666  forged"));
+    g_assert_nonnull(strstr(table, "\\x1b[2J"));
+    g_assert_cmpint(json_status, ==, 0);
+    g_assert_true(g_utf8_validate(json, -1, NULL));
+    g_autoptr(JsonParser) parser = json_parser_new();
+    g_assert_true(json_parser_load_from_data(parser, json, -1, &error));
+    g_assert_nonnull(strstr(json, "\\u001b[2J"));
+}
+
+/* Every command checks its stdout: a full disk is a failure, not success. */
+static void test_stdout_full(Tree *t, gconstpointer data)
+{
+    static const char *const to_full[] = { "/bin/sh", "-c", "exec \"$0\" \"$@\" > /dev/full",
+                                           NULL };
+    static const char *const commands[][3] = {
+        { "save", NULL }, { "status", NULL }, { "stats", "--json" }, { "stats", "--prometheus" },
+        { "watch", "--interval=0.01" },   /* stops at the first frame, not never */
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS(commands); i++) {
+        g_autofree char *err = NULL;
+        g_assert_cmpint(run_cli_argv(t, to_full, commands[i], NULL, &err), ==, 1);
+        g_assert_nonnull(strstr(err, "standard output"));
+        g_assert_nonnull(strstr(err, "No space left on device"));
+    }
+}
+
+/* save -f never writes through a symbolic link; restore -f believes only a
+ * file of root (or the caller) that no one else can write. */
+static void test_save_restore_files(Tree *t, gconstpointer data)
+{
+    g_autofree char *victim = g_build_filename(t->root, "victim", NULL);
+    g_autofree char *link = g_build_filename(t->root, "knobs-link", NULL);
+    g_autofree char *file = g_build_filename(t->root, "knobs", NULL);
+    g_autofree char *text = NULL, *err = NULL;
+    struct stat st;
+
+    g_assert_true(g_file_set_contents(victim, "precious\n", -1, NULL));
+    g_assert_cmpint(symlink(victim, link), ==, 0);
+    g_assert_cmpint(run_cli(t, NULL, &err, "save", "-f", link), ==, 1);
+    g_assert_nonnull(strstr(err, "symbolic link"));
+    g_assert_true(g_file_get_contents(victim, &text, NULL, NULL));
+    g_assert_cmpstr(text, ==, "precious\n");
+    g_clear_pointer(&err, g_free);
+
+    g_assert_cmpint(run_cli(t, NULL, NULL, "save", "-f", file), ==, 0);
+    g_assert_cmpint(stat(file, &st), ==, 0);
+    g_assert_cmpint(st.st_mode & 07777, ==, 0600);
+    g_assert_cmpint(run_cli(t, NULL, NULL, "restore", "-f", file), ==, 0);
+
+    /* Through a link, writable by others, or another user's: refused, nothing written. */
+    g_autofree char *old_run = read_ksm_file(t, "pages_to_scan");
+    g_autofree char *saved = NULL;
+    g_assert_true(g_file_get_contents(file, &saved, NULL, NULL));
+    g_autofree char *tampered_text = g_strdup_printf("%spages_to_scan=4321\n", saved);
+    g_assert_true(g_file_set_contents(file, tampered_text, -1, NULL));
+    g_unlink(link);
+    g_assert_cmpint(symlink(file, link), ==, 0);
+    g_assert_cmpint(chmod(file, 0600), ==, 0);
+    g_assert_cmpint(run_cli(t, NULL, &err, "restore", "-f", link), ==, 2);
+    g_assert_nonnull(strstr(err, "symbolic link"));
+    g_clear_pointer(&err, g_free);
+    g_assert_cmpint(chmod(file, 0666), ==, 0);
+    g_assert_cmpint(run_cli(t, NULL, &err, "restore", "-f", file), ==, 2);
+    g_assert_nonnull(strstr(err, "writable by group or others"));
+    g_clear_pointer(&err, g_free);
+    if (geteuid() == 0) {
+        g_assert_cmpint(chmod(file, 0644), ==, 0);
+        g_assert_cmpint(chown(file, 65534, 65534), ==, 0);
+        g_assert_cmpint(run_cli(t, NULL, &err, "restore", "-f", file), ==, 2);
+        g_assert_nonnull(strstr(err, "belongs to uid 65534"));
+        g_clear_pointer(&err, g_free);
+    }
+    g_autofree char *now = read_ksm_file(t, "pages_to_scan");
+    g_assert_cmpstr(now, ==, old_run);
+}
+
+/* ---- samepage tune: real processes on the fake tree ---- */
+
+static void write_ksm_file(const Tree *t, const char *name, const char *text)
+{
+    write_file(t->ksm_dir, name, text, -1);
+}
+
+/* A QEMU with 1 GiB registered with KSM: the converge rate is well above 100. */
+static void add_mergeable_qemu(const Tree *t)
+{
+    g_autofree char *dir = g_build_filename(t->procfs, "4300", NULL);
+    add_process(t, 4300, "qemu-system-x86", qemu_vm1_cmdline, sizeof(qemu_vm1_cmdline) - 1,
+                PF_USER, "ksm_rmap_items 0\nksm_zero_pages 0\nksm_merging_pages 0\n"
+                "ksm_process_profit 0\nksm_merge_any: no\nksm_mergeable: yes\n", "0\n");
+    write_file(dir, "smaps", "7f0000000000-7f0040000000 rw-p 00000000 00:00 0\n"
+               "Rss:             1048576 kB\nVmFlags: rd wr mr mw me ac mg\n", -1);
+}
+
+/* samepage tune in the background, stdout and stderr to files. */
+static GPid spawn_tune(const Tree *t, const char *sysfs, const char *out_path,
+                       const char *const *extra)
+{
+    g_autoptr(GPtrArray) argv = g_ptr_array_new();
+    g_autoptr(GError) error = NULL;
+    g_autofree char *sysfs_arg = g_strdup_printf("--sysfs-root=%s", sysfs ? sysfs : t->sysfs);
+    g_autofree char *procfs_arg = g_strdup_printf("--procfs-root=%s", t->procfs);
+    g_autofree char *err_path = g_strconcat(out_path, ".err", NULL);
+    int out_fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int err_fd = open(err_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    GPid pid = 0;
+
+    g_ptr_array_add(argv, (char *)cli_path());
+    g_ptr_array_add(argv, sysfs_arg);
+    g_ptr_array_add(argv, procfs_arg);
+    g_ptr_array_add(argv, (char *)"tune");
+    g_ptr_array_add(argv, (char *)"--json");
+    g_ptr_array_add(argv, (char *)"--interval=0.1");
+    /* Should a test fail before it stops the tune: it still ends. */
+    g_ptr_array_add(argv, (char *)"--duration=30");
+    for (guint i = 0; extra && extra[i]; i++) {
+        g_ptr_array_add(argv, (char *)extra[i]);
+    }
+    g_ptr_array_add(argv, NULL);
+    g_assert_cmpint(out_fd, >=, 0);
+    g_assert_true(g_spawn_async_with_fds(NULL, (char **)argv->pdata, NULL,
+                                         G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL, &pid, -1, out_fd,
+                                         err_fd, &error));
+    g_assert_no_error(error);
+    close(out_fd);
+    close(err_fd);
+    return pid;
+}
+
+/* Wait until the file holds needle (FALSE after timeout_ms). */
+static gboolean wait_for_text(const char *path, const char *needle, gint64 timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + timeout_ms * 1000;
+    do {
+        g_autofree char *text = NULL;
+        if (g_file_get_contents(path, &text, NULL, NULL) && strstr(text, needle)) {
+            return TRUE;
+        }
+        g_usleep(20 * 1000);
+    } while (g_get_monotonic_time() < deadline);
+    return FALSE;
+}
+
+/* The wait status of pid, or kill it and fail after timeout_ms. */
+static int wait_exit(GPid pid, gint64 timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + timeout_ms * 1000;
+    int status = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (g_get_monotonic_time() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            g_error("samepage tune %d did not exit within %" G_GINT64_FORMAT " ms", (int)pid,
+                    timeout_ms);
+        }
+        g_usleep(20 * 1000);
+    }
+    return status;
+}
+
+/* Every line json-glib can parse; returns how many have this event. */
+static guint json_events(const char *path, const char *event, char **reason)
+{
+    g_autofree char *text = NULL;
+    guint n = 0;
+
+    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
+    for (guint i = 0; lines[i] && lines[i][0]; i++) {
+        g_autoptr(JsonParser) parser = json_parser_new();
+        g_autoptr(GError) error = NULL;
+        if (!json_parser_load_from_data(parser, lines[i], -1, &error)) {
+            g_error("tune wrote a line that is not JSON (%s): %s", error->message, lines[i]);
+        }
+        JsonObject *o = json_node_get_object(json_parser_get_root(parser));
+        g_assert_true(json_object_has_member(o, "time") && json_object_has_member(o, "phase") &&
+                      json_object_has_member(o, "pages_to_scan") &&
+                      json_object_has_member(o, "sleep_millisecs"));
+        if (strcmp(json_object_get_string_member(o, "event"), event) == 0) {
+            if (reason && !n) {
+                *reason = g_strdup(json_object_get_string_member(o, "reason"));
+            }
+            n++;
+        }
+    }
+    return n;
+}
+
+/*
+ * A tune killed with SIGKILL while converging leaves pages_to_scan at the
+ * converge rate.  The next tune takes over (one line naming the dead one),
+ * and with --restore-on-exit its SIGTERM puts back the knobs the FIRST tune
+ * found, not the fast rate it inherited; all within seconds.
+ */
+static void test_tune_takeover(Tree *t, gconstpointer data)
+{
+    g_autofree char *state = g_build_filename(t->root, "run", "tune.state", NULL);
+    g_autofree char *state_arg = g_strdup_printf("--state-file=%s", state);
+    g_autofree char *out1 = g_build_filename(t->root, "tune1.out", NULL);
+    g_autofree char *out2 = g_build_filename(t->root, "tune2.out", NULL);
+    g_autofree char *record = NULL, *reason = NULL, *err = NULL;
+
+    add_mergeable_qemu(t);
+    write_ksm_file(t, "run", "0\n");
+    write_ksm_file(t, "pages_to_scan", "300\n");
+    write_ksm_file(t, "sleep_millisecs", "50\n");
+
+    const char *const args1[] = { state_arg, NULL };
+    GPid tune1 = spawn_tune(t, NULL, out1, args1);
+    g_assert_true(wait_for_text(out1, "\"event\":\"start\"", 5000));
+    g_autofree char *fast = read_ksm_file(t, "pages_to_scan");
+    g_assert_cmpint(g_ascii_strtoll(fast, NULL, 10), >, 1000);
+    g_autofree char *run = read_ksm_file(t, "run");
+    g_assert_cmpstr(run, ==, "1");
+    g_assert_true(g_file_get_contents(state, &record, NULL, NULL));
+    g_assert_nonnull(strstr(record, "state=running\nphase=converge\n"));
+    g_assert_nonnull(strstr(record, "found.pages_to_scan=300\nfound.sleep_millisecs=50\n"
+                                    "found.run=0\nfound.advisor_mode=0\n"));
+    struct stat st;
+    g_assert_cmpint(stat(state, &st), ==, 0);
+    g_assert_cmpint(st.st_mode & 07777, ==, 0600);
+
+    /* Only one tune at a time, even a one-shot. */
+    g_assert_cmpint(run_cli(t, NULL, &err, "tune", "--once", state_arg), ==, 1);
+    g_autofree char *busy = g_strdup_printf("another samepage tune (pid %d) is running", tune1);
+    g_assert_nonnull(strstr(err, busy));
+
+    gint64 killed_at = g_get_monotonic_time();
+    g_assert_cmpint(kill(tune1, SIGKILL), ==, 0);
+    wait_exit(tune1, 5000);
+    g_autofree char *left = read_ksm_file(t, "pages_to_scan");
+    g_assert_cmpstr(left, ==, fast);   /* what nothing would bring down */
+
+    const char *const args2[] = { state_arg, "--restore-on-exit", NULL };
+    GPid tune2 = spawn_tune(t, NULL, out2, args2);
+    g_assert_true(wait_for_text(out2, "\"event\":\"start\"", 5000));
+    g_assert_cmpuint(json_events(out2, "takeover", &reason), ==, 1);
+    g_autofree char *dead = g_strdup_printf("from samepage tune pid %d", tune1);
+    g_assert_nonnull(strstr(reason, dead));
+    g_assert_nonnull(strstr(reason, "converge phase"));
+    g_assert_nonnull(strstr(reason, "pages_to_scan=300 sleep_millisecs=50 run=0"));
+    g_clear_pointer(&record, g_free);
+    g_assert_true(g_file_get_contents(state, &record, NULL, NULL));
+    g_autofree char *mine = g_strdup_printf("pid=%d\nstate=running\n", tune2);
+    g_assert_nonnull(strstr(record, mine));
+    g_assert_nonnull(strstr(record, "found.pages_to_scan=300\nfound.sleep_millisecs=50\n"));
+
+    /* ksmd scans with nothing left to merge: the new tune converges and drops
+     * the fast rate it inherited to its steady rate (100, the minimum here). */
+    gint64 scans = 7, scanned = 123456, until = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    g_autofree char *steady = NULL;
+    do {
+        g_autofree char *scans_text = g_strdup_printf("%" G_GINT64_FORMAT "\n", ++scans);
+        g_autofree char *scanned_text = g_strdup_printf("%" G_GINT64_FORMAT "\n",
+                                                        scanned += 262144);
+        write_ksm_file(t, "pages_scanned", scanned_text);
+        write_ksm_file(t, "full_scans", scans_text);
+        g_usleep(150 * 1000);
+        g_free(steady);
+        steady = read_ksm_file(t, "pages_to_scan");
+    } while (strcmp(steady, "100") != 0 && g_get_monotonic_time() < until);
+    g_assert_cmpstr(steady, ==, "100");
+    g_clear_pointer(&record, g_free);
+    g_assert_true(g_file_get_contents(state, &record, NULL, NULL));
+    g_assert_nonnull(strstr(record, "state=running\nphase=steady\n"));
+
+    /* A service's stop: the knobs the first tune found, in bounded time. */
+    g_assert_cmpint(kill(tune2, SIGTERM), ==, 0);
+    int status = wait_exit(tune2, 5000);
+    g_assert_true(WIFEXITED(status));
+    g_assert_cmpint(WEXITSTATUS(status), ==, 0);
+    g_assert_cmpint(g_get_monotonic_time() - killed_at, <, 20 * G_USEC_PER_SEC);
+    g_autofree char *pages = read_ksm_file(t, "pages_to_scan");
+    g_autofree char *sleep_ms = read_ksm_file(t, "sleep_millisecs");
+    g_autofree char *run_after = read_ksm_file(t, "run");
+    g_assert_cmpstr(pages, ==, "300");
+    g_assert_cmpstr(sleep_ms, ==, "50");
+    g_assert_cmpstr(run_after, ==, "0");
+    g_clear_pointer(&record, g_free);
+    g_assert_true(g_file_get_contents(state, &record, NULL, NULL));
+    g_assert_nonnull(strstr(record, "state=stopped\n"));
+    g_clear_pointer(&reason, g_free);
+    g_assert_cmpuint(json_events(out2, "exit", &reason), ==, 1);
+    g_assert_nonnull(strstr(reason, "put back"));
+
+    /* After a clean stop there is nothing to take over. */
+    GPid tune3 = spawn_tune(t, NULL, out1, args1);
+    g_assert_true(wait_for_text(out1, "\"event\":\"start\"", 5000));
+    kill(tune3, SIGTERM);
+    wait_exit(tune3, 5000);
+    g_assert_cmpuint(json_events(out1, "takeover", NULL), ==, 0);
+}
+
+/* The record is root's: never through a link, never a file others can write. */
+static void test_tune_record_safety(Tree *t, gconstpointer data)
+{
+    g_autofree char *state = g_build_filename(t->root, "tune.state", NULL);
+    g_autofree char *victim = g_build_filename(t->root, "victim", NULL);
+    g_autofree char *state_arg = g_strdup_printf("--state-file=%s", state);
+    g_autofree char *err = NULL, *out = NULL, *text = NULL;
+
+    g_assert_true(g_file_set_contents(victim, "precious\n", -1, NULL));
+    g_assert_cmpint(symlink(victim, state), ==, 0);
+    g_assert_cmpint(run_cli(t, NULL, &err, "tune", "--once", state_arg), ==, 1);
+    g_assert_nonnull(strstr(err, "symbolic link"));
+    g_assert_true(g_file_get_contents(victim, &text, NULL, NULL));
+    g_assert_cmpstr(text, ==, "precious\n");
+    g_clear_pointer(&err, g_free);
+    g_unlink(state);
+
+    g_assert_true(g_file_set_contents(state, "pid=1\nstate=running\n", -1, NULL));
+    g_assert_cmpint(chmod(state, 0666), ==, 0);
+    g_assert_cmpint(run_cli(t, NULL, &err, "tune", "--once", state_arg), ==, 1);
+    g_assert_nonnull(strstr(err, "writable by group or others"));
+    g_clear_pointer(&err, g_free);
+
+    /* A damaged record is ignored with one warning; the knobs as they are count. */
+    g_assert_cmpint(chmod(state, 0600), ==, 0);
+    g_assert_true(g_file_set_contents(state, "pid=1\nstate=running\nfound.run=\x1b[2J\n", -1,
+                                      NULL));
+    g_assert_cmpint(run_cli(t, &out, NULL, "tune", "--json", "--once", state_arg), ==, 0);
+    g_autofree char *out_path = g_build_filename(t->root, "once.out", NULL);
+    g_assert_true(g_file_set_contents(out_path, out, -1, NULL));
+    g_autofree char *reason = NULL;
+    g_assert_cmpuint(json_events(out_path, "warning", &reason), ==, 1);
+    g_assert_nonnull(strstr(reason, "ignoring the tune record"));
+    g_assert_null(strchr(reason, 0x1b));
+}
+
+/* Debian's ksmtuned running: one warning that they will fight. */
+static void test_tune_ksmtuned(Tree *t, gconstpointer data)
+{
+    static const char script[] = "/bin/sh\0/usr/sbin/ksmtuned\0";
+    g_autofree char *state_arg = g_strdup_printf("--state-file=%s/tune.state", t->root);
+    g_autofree char *out_path = g_build_filename(t->root, "once.out", NULL);
+    const char *comm[] = { "ksmtuned", "sh" };
+
+    for (guint i = 0; i < G_N_ELEMENTS(comm); i++) {
+        g_autofree char *out = NULL, *reason = NULL;
+        g_assert_cmpint(run_cli(t, &out, NULL, "tune", "--json", "--once", state_arg), ==, 0);
+        g_assert_true(g_file_set_contents(out_path, out, -1, NULL));
+        g_assert_cmpuint(json_events(out_path, "warning", NULL), ==, 0);
+
+        /* comm "ksmtuned" (started as a script), or "sh /usr/sbin/ksmtuned". */
+        add_process(t, 555 + i, comm[i], script, sizeof(script) - 1, PF_USER, NULL, NULL);
+        g_clear_pointer(&out, g_free);
+        g_assert_cmpint(run_cli(t, &out, NULL, "tune", "--json", "--once", state_arg), ==, 0);
+        g_assert_true(g_file_set_contents(out_path, out, -1, NULL));
+        g_assert_cmpuint(json_events(out_path, "warning", &reason), ==, 1);
+        g_autofree char *expect = g_strdup_printf("ksmtuned is running (pid %u)", 555 + i);
+        g_assert_nonnull(strstr(reason, expect));
+        g_assert_nonnull(strstr(reason, "fight"));
+        g_autofree char *dir = g_strdup_printf("%s/%u", t->procfs, 555 + i);
+        remove_tree(dir);
+    }
+}
+
+/* --json lines are JSON whatever a message holds: a path with a vertical tab
+ * and an e-acute (g_strescape wrote \v and \303\251, which JSON has not). */
+static void test_tune_json_messages(Tree *t, gconstpointer data)
+{
+    g_autofree char *odd = g_build_filename(t->root, "sys\xc3\xa9\v", NULL);
+    g_autofree char *out = g_build_filename(t->root, "tune.out", NULL);
+    g_autofree char *knob = g_build_filename(t->ksm_dir, "pages_to_scan", NULL);
+    g_autofree char *reason = NULL;
+
+    g_autofree char *state_arg = g_strdup_printf("--state-file=%s/tune.state", t->root);
+    const char *const args[] = { state_arg, NULL };
+
+    g_assert_cmpint(symlink(t->sysfs, odd), ==, 0);
+    GPid tune = spawn_tune(t, odd, out, args);
+    g_assert_true(wait_for_text(out, "\"event\":\"start\"", 5000) ||
+                  wait_for_text(out, "\"event\": \"start\"", 10));
+    /* A knob the tune cannot read any more: an "error" line naming its path. */
+    g_unlink(knob);
+    g_assert_cmpint(g_mkdir(knob, 0755), ==, 0);
+    g_assert_true(wait_for_text(out, "error", 5000));
+    kill(tune, SIGTERM);
+    wait_exit(tune, 5000);
+    g_assert_cmpuint(json_events(out, "error", &reason), >=, 1);
+    g_assert_nonnull(strstr(reason, "sys\xc3\xa9\v/kernel/mm/ksm/pages_to_scan"));
+}
+
 #define TREE_TEST(path, func, data) \
     g_test_add((path), Tree, (data), tree_setup, (func), tree_teardown)
 
@@ -670,11 +1162,19 @@ int main(int argc, char **argv)
     TREE_TEST("/cli/stats/json", test_stats_json, NULL);
     TREE_TEST("/cli/stats/prometheus", test_stats_prometheus, NULL);
     TREE_TEST("/cli/stats/table", test_stats_table, NULL);
+    TREE_TEST("/cli/stats/hostile-guest-name", test_hostile_name, NULL);
+    TREE_TEST("/cli/estimate/hostile-guest-name", test_estimate_hostile_name, NULL);
     TREE_TEST("/cli/set/good", test_set_good, NULL);
     TREE_TEST("/cli/set/bad-writes-nothing", test_set_bad, NULL);
     TREE_TEST("/cli/set/not-root", test_set_not_root, NULL);
     TREE_TEST("/cli/no-ksm", test_no_ksm, "empty");
     TREE_TEST("/cli/usage", test_usage, NULL);
+    TREE_TEST("/cli/stdout-full", test_stdout_full, NULL);
+    TREE_TEST("/cli/save-restore-files", test_save_restore_files, NULL);
+    TREE_TEST("/cli/tune/takeover-after-sigkill", test_tune_takeover, NULL);
+    TREE_TEST("/cli/tune/record-safety", test_tune_record_safety, NULL);
+    TREE_TEST("/cli/tune/ksmtuned", test_tune_ksmtuned, NULL);
+    TREE_TEST("/cli/tune/json-messages", test_tune_json_messages, NULL);
     TREE_TEST("/cli/watch/count", test_watch_count, NULL);
     TREE_TEST("/cli/watch/sigint", test_watch_sigint, NULL);
     return g_test_run();

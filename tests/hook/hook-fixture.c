@@ -28,6 +28,26 @@ static void write_file(const char *path, const char *text)
     g_assert_true(g_file_set_contents(path, text, -1, NULL));
 }
 
+/* The fixture a failing assertion aborts in, so its tune and tree still go. */
+static HookFixture *current;
+static void stop_tune(HookFixture *fx);
+static void remove_tree(const char *path);
+
+static void on_abort(int sig)
+{
+    HookFixture *fx = current;
+
+    /* Not async-signal-safe, but the process is dying anyway: better a
+     * best-effort cleanup than a samepage tune left running for good. */
+    current = NULL;
+    if (fx) {
+        stop_tune(fx);
+        remove_tree(fx->root);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 void hook_fixture_setup(HookFixture *fx, gconstpointer data)
 {
     fx->root = g_dir_make_tmp("samepage-hook-XXXXXX", NULL);
@@ -39,11 +59,15 @@ void hook_fixture_setup(HookFixture *fx, gconstpointer data)
     fx->lock = g_build_filename(fx->root, "run", "samepage", "ksm.lock", NULL);
     fx->config = g_build_filename(fx->root, "etc", "ksm.conf", NULL);
     fx->log = g_build_filename(fx->root, "hook.log", NULL);
+    fx->libvirt_dir = g_build_filename(fx->root, "run", "libvirt", "qemu", NULL);
+    g_assert_cmpint(g_mkdir_with_parents(fx->libvirt_dir, 0755), ==, 0);
     for (guint i = 0; i < G_N_ELEMENTS(ksm_files); i++) {
         hook_fixture_ksm_set(fx, ksm_files[i].name, ksm_files[i].value);
     }
     hook_fixture_meminfo(fx, 8 * 1024 * 1024);   /* 8 GiB available */
     hook_fixture_config(fx, "");
+    current = fx;
+    signal(SIGABRT, on_abort);
 }
 
 static void remove_tree(const char *path)
@@ -71,12 +95,20 @@ static void stop_tune(HookFixture *fx)
 
     if (g_file_get_contents(path, &text, NULL, NULL) && sscanf(text, "%d", &pid) == 1 &&
         pid > 1) {
-        kill(pid, SIGKILL);
+        /* The record outlives a dead tune: kill only a samepage tune. */
+        g_autofree char *cmd_path = g_strdup_printf("/proc/%d/cmdline", pid);
+        g_autofree char *cmdline = NULL;
+        gsize len;
+        if (g_file_get_contents(cmd_path, &cmdline, &len, NULL) && len > 0 &&
+            strlen(cmdline) + 1 < len && strcmp(cmdline + strlen(cmdline) + 1, "tune") == 0) {
+            kill(pid, SIGKILL);
+        }
     }
 }
 
 void hook_fixture_teardown(HookFixture *fx, gconstpointer data)
 {
+    current = NULL;
     stop_tune(fx);
     remove_tree(fx->root);
     g_free(fx->root);
@@ -87,6 +119,7 @@ void hook_fixture_teardown(HookFixture *fx, gconstpointer data)
     g_free(fx->lock);
     g_free(fx->config);
     g_free(fx->log);
+    g_free(fx->libvirt_dir);
 }
 
 void hook_fixture_config(HookFixture *fx, const char *lines)
@@ -152,6 +185,68 @@ void hook_fixture_qemu_exit(HookFixture *fx, pid_t pid)
     remove_tree(dir);
 }
 
+/* libvirt's file name for a domain: virPidFileBuildPath XML-escapes the
+ * name and drops control characters other than tab, newline and CR. */
+static char *libvirt_file(const char *name, const char *suffix)
+{
+    GString *out = g_string_new(NULL);
+
+    for (const char *p = name; *p; p++) {
+        const char *entity = *p == '&' ? "&amp;" : *p == '<' ? "&lt;" : *p == '>' ? "&gt;" :
+                             *p == '"' ? "&quot;" : *p == '\'' ? "&apos;" : NULL;
+        if (entity) {
+            g_string_append(out, entity);
+        } else if ((guchar)*p >= 0x20 || *p == '\t' || *p == '\n' || *p == '\r') {
+            g_string_append_c(out, *p);
+        }
+    }
+    g_string_append(out, suffix);
+    return g_string_free(out, FALSE);
+}
+
+void hook_fixture_libvirt_pid(HookFixture *fx, const char *name, pid_t pid)
+{
+    g_autofree char *file = libvirt_file(name, ".pid");
+    g_autofree char *path = g_build_filename(fx->libvirt_dir, file, NULL);
+    g_autofree char *text = g_strdup_printf("%d", (int)pid);
+    write_file(path, text);
+    g_assert_cmpint(g_chmod(path, 0644), ==, 0);
+}
+
+void hook_fixture_libvirt_status(HookFixture *fx, const char *name, const char *domain_xml)
+{
+    g_autofree char *file = libvirt_file(name, ".xml");
+    g_autofree char *path = g_build_filename(fx->libvirt_dir, file, NULL);
+    g_autofree char *text = g_strdup_printf("<domstatus state='running' reason='booted' "
+                                            "pid='1'>\n%s</domstatus>\n", domain_xml);
+    write_file(path, text);
+    g_assert_cmpint(g_chmod(path, 0600), ==, 0);
+}
+
+void hook_fixture_process(HookFixture *fx, pid_t pid, const char *comm,
+                          const char *const *argv)
+{
+    g_autofree char *dir = g_strdup_printf("%s/%d", fx->procfs, (int)pid);
+    g_autofree char *cmdline = g_build_filename(dir, "cmdline", NULL);
+    g_autofree char *comm_path = g_build_filename(dir, "comm", NULL);
+    g_autofree char *stat = g_build_filename(dir, "stat", NULL);
+    g_autofree char *comm_text = g_strconcat(comm, "\n", NULL);
+    g_autofree char *stat_text = g_strdup_printf(
+        "%d (%s) S 1 %d %d 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 777 0 0\n", (int)pid, comm,
+        (int)pid, (int)pid);
+    GString *args = g_string_new(NULL);
+
+    for (guint i = 0; argv[i]; i++) {
+        g_string_append(args, argv[i]);
+        g_string_append_c(args, '\0');
+    }
+    g_assert_cmpint(g_mkdir_with_parents(dir, 0755), ==, 0);
+    g_assert_true(g_file_set_contents(cmdline, args->str, args->len, NULL));
+    g_string_free(args, TRUE);
+    write_file(comm_path, comm_text);
+    write_file(stat, stat_text);
+}
+
 void hook_run_text(HookFixture *fx, const char *name, const char *op, const char *xml,
                    HookRun *run)
 {
@@ -168,6 +263,7 @@ void hook_run_text(HookFixture *fx, const char *name, const char *op, const char
     g_subprocess_launcher_setenv(launcher, "SAMEPAGE_HOOK_CONFIG", fx->config, TRUE);
     g_subprocess_launcher_setenv(launcher, "SAMEPAGE_LOCK", fx->lock, TRUE);
     g_subprocess_launcher_setenv(launcher, "SAMEPAGE_HOOK_SYSLOG", "0", TRUE);
+    g_subprocess_launcher_setenv(launcher, "SAMEPAGE_LIBVIRT_RUN_DIR", fx->libvirt_dir, TRUE);
 
     gint64 start = g_get_monotonic_time();
     g_autoptr(GSubprocess) proc = g_subprocess_launcher_spawn(launcher, &error, bin, name, op,

@@ -14,6 +14,7 @@
 typedef struct {
     char *root;
     char *sysfs, *procfs, *ksm_dir, *state_dir, *lock, *config, *log;
+    char *libvirt_dir;   /* libvirtd's /run/libvirt/qemu: NAME.pid, NAME.xml */
 } HookFixture;
 
 typedef struct {
@@ -35,6 +36,13 @@ void hook_fixture_meminfo(HookFixture *fx, guint64 available_kib);
 /* A fake QEMU process with "-uuid UUID" on its command line. */
 void hook_fixture_qemu(HookFixture *fx, pid_t pid, const char *uuid, guint64 start_time);
 void hook_fixture_qemu_exit(HookFixture *fx, pid_t pid);
+/* libvirtd's pid file for domain name (root's, 0644), as libvirtd writes it. */
+void hook_fixture_libvirt_pid(HookFixture *fx, const char *name, pid_t pid);
+/* libvirtd's status XML for name: <domstatus> around domain_xml. */
+void hook_fixture_libvirt_status(HookFixture *fx, const char *name, const char *domain_xml);
+/* A fake process: comm and argv (NUL-separated in cmdline). */
+void hook_fixture_process(HookFixture *fx, pid_t pid, const char *comm,
+                          const char *const *argv);
 
 /* Run the hook: argv NAME OP SUBOP -, stdin = xml/<xml_file> (NULL: empty). */
 void hook_run(HookFixture *fx, const char *name, const char *op, const char *xml_file,

@@ -13,6 +13,9 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gio/gio.h>
@@ -21,13 +24,15 @@
 #include <json-glib/json-glib.h>
 
 #include "hook-fixture.h"
-#include "unmerge.h"
+#include "qmp.h"
 
-#define FAKE_PID 31337
+/* A pid that is not this test's: a fake QEMU whose socket someone else serves. */
+#define OTHER_PID 31337
 
 typedef struct {
-    int status;
+    int status;          /* exit status, or 128 + signal */
     char *out, *err;
+    gint64 elapsed_ms;
 } Run;
 
 static void run_cli(HookFixture *fx, Run *r, ...)
@@ -52,11 +57,19 @@ static void run_cli(HookFixture *fx, Run *r, ...)
     g_ptr_array_add(argv, fx->procfs);
     g_ptr_array_add(argv, NULL);
     g_subprocess_launcher_setenv(launcher, "SAMEPAGE_LOCK", fx->lock, TRUE);
+    gint64 start = g_get_monotonic_time();
     g_autoptr(GSubprocess) proc = g_subprocess_launcher_spawnv(
         launcher, (const char *const *)argv->pdata, &error);
     g_assert_no_error(error);
-    g_assert_true(g_subprocess_communicate_utf8(proc, NULL, NULL, &r->out, &r->err, &error));
-    r->status = g_subprocess_get_exit_status(proc);
+    /* Not _utf8: a test checks that hostile bytes do not come through. */
+    g_autoptr(GBytes) out = NULL, err = NULL;
+    g_assert_true(g_subprocess_communicate(proc, NULL, NULL, &out, &err, &error));
+    /* (an empty GBytes has NULL data) */
+    r->out = g_strndup(g_bytes_get_size(out) ? g_bytes_get_data(out, NULL) : "", g_bytes_get_size(out));
+    r->err = g_strndup(g_bytes_get_size(err) ? g_bytes_get_data(err, NULL) : "", g_bytes_get_size(err));
+    r->elapsed_ms = (g_get_monotonic_time() - start) / 1000;
+    r->status = g_subprocess_get_if_exited(proc) ? g_subprocess_get_exit_status(proc)
+                                                 : 128 + g_subprocess_get_term_sig(proc);
     if (g_test_verbose()) {
         g_printerr("samepage -> %d\n%s%s", r->status, r->out, r->err);
     }
@@ -187,7 +200,16 @@ static void test_usage(HookFixture *fx, gconstpointer data)
 
 /* ---- --pid against a fake QMP server ---- */
 
-typedef enum { FAKE_OK, FAKE_NO_COMMAND, FAKE_REFUSE, FAKE_JOB_ERROR } FakeMode;
+typedef enum {
+    FAKE_OK, FAKE_NO_COMMAND, FAKE_REFUSE, FAKE_JOB_ERROR,
+    /* A hostile peer (a compromised QEMU, or whoever bound the socket path): */
+    FAKE_ERROR_CLASS_INT,     /* {"error": {"class": 5}} */
+    FAKE_STATUS_NOT_STRING,   /* query-jobs: "status": 7 */
+    FAKE_DEEP,                /* JSON nested 200 000 levels */
+    FAKE_ENDLESS,             /* a line that never ends */
+    FAKE_TRICKLE,             /* a byte every 50 ms, never a whole reply */
+    FAKE_ESCAPES,             /* terminal escapes and a forged line in the error */
+} FakeMode;
 
 typedef struct {
     FakeMode mode;
@@ -196,7 +218,45 @@ typedef struct {
     GThread *thread;
     GPtrArray *commands;   /* "name" or "name {args}" as received */
     char *unmerge_args;    /* the arguments of ksm-unmerge, as JSON */
+    gint64 bytes_sent;     /* FAKE_ENDLESS: how much the client swallowed */
 } FakeQmp;
+
+/* Send until the client hangs up (or 256 MiB: the client never stopped). */
+static void send_endless(FakeQmp *f, GOutputStream *out)
+{
+    static char chunk[65536];
+    memset(chunk, 'x', sizeof(chunk));
+    g_output_stream_write_all(out, "{\"return\": \"", 12, NULL, NULL, NULL);
+    while (f->bytes_sent < (G_GINT64_CONSTANT(256) << 20) &&
+           g_output_stream_write_all(out, chunk, sizeof(chunk), NULL, NULL, NULL)) {
+        f->bytes_sent += sizeof(chunk);
+    }
+}
+
+static void send_trickle(GOutputStream *out)
+{
+    const char *reply = "{\"return\": [{\"id\": \"...";
+    for (int i = 0; i < 2000; i++) {
+        if (!g_output_stream_write_all(out, reply + (i % strlen(reply)), 1, NULL, NULL, NULL)) {
+            return;
+        }
+        g_usleep(50 * 1000);
+    }
+}
+
+static void send_deep(GOutputStream *out)
+{
+    GString *deep = g_string_new("{\"return\": ");
+    for (int i = 0; i < 200000; i++) {
+        g_string_append_c(deep, '[');
+    }
+    for (int i = 0; i < 200000; i++) {
+        g_string_append_c(deep, ']');
+    }
+    g_string_append(deep, "}\r\n");
+    g_output_stream_write_all(out, deep->str, deep->len, NULL, NULL, NULL);
+    g_string_free(deep, TRUE);
+}
 
 static void send_line(GOutputStream *out, const char *text)
 {
@@ -240,7 +300,18 @@ static gpointer fake_qmp_thread(gpointer data)
             f->unmerge_args = json_to_string(node, FALSE);
             json_node_unref(node);
             job_id = g_strdup(json_object_get_string_member(args, "job-id"));
-            if (f->mode == FAKE_NO_COMMAND) {
+            if (f->mode == FAKE_ERROR_CLASS_INT) {
+                send_line(out, "{\"error\": {\"class\": 5}}");
+            } else if (f->mode == FAKE_DEEP) {
+                send_deep(out);
+            } else if (f->mode == FAKE_ENDLESS) {
+                send_endless(f, out);
+                break;
+            } else if (f->mode == FAKE_ESCAPES) {
+                send_line(out, "{\"error\": {\"class\": \"GenericError\", \"desc\": "
+                               "\"\\u001b[2J\\u001b]0;pwned\\u0007\\r\\nunmerge of pid 1: done "
+                               "\\u009b31m\\u202egnp.exe\"}}");
+            } else if (f->mode == FAKE_NO_COMMAND) {
                 send_line(out, "{\"error\": {\"class\": \"CommandNotFound\", "
                                "\"desc\": \"The command ksm-unmerge has not been found\"}}");
             } else if (f->mode == FAKE_REFUSE) {
@@ -253,6 +324,14 @@ static gpointer fake_qmp_thread(gpointer data)
                                "\"created\", \"id\": \"x\"}}");
                 send_line(out, "{\"return\": {}}");
             }
+        } else if (strcmp(name, "query-jobs") == 0 && f->mode == FAKE_TRICKLE) {
+            send_trickle(out);
+            break;
+        } else if (strcmp(name, "query-jobs") == 0 && f->mode == FAKE_STATUS_NOT_STRING) {
+            g_autofree char *reply = g_strdup_printf(
+                "{\"return\": [{\"id\": \"%s\", \"status\": 7, \"current-progress\": "
+                "\"x\", \"total-progress\": [1]}]}", job_id);
+            send_line(out, reply);
         } else if (strcmp(name, "query-jobs") == 0) {
             polls++;
             g_autofree char *reply = NULL;
@@ -282,7 +361,48 @@ static gpointer fake_qmp_thread(gpointer data)
     return NULL;
 }
 
-static void fake_qmp_start(HookFixture *fx, FakeQmp *f, FakeMode mode, gboolean chardev_style)
+/*
+ * A fake QEMU process PID in the fake /proc: cmdline (argv), exe (a symlink
+ * to exe_target) and status (Uid: uid).
+ */
+static void fake_process(HookFixture *fx, pid_t pid, const GString *argv, const char *exe_target,
+                         uid_t uid)
+{
+    g_autofree char *dir = g_strdup_printf("%s/%d", fx->procfs, (int)pid);
+    g_autofree char *cmdline = g_build_filename(dir, "cmdline", NULL);
+    g_autofree char *exe = g_build_filename(dir, "exe", NULL);
+    g_autofree char *status = g_build_filename(dir, "status", NULL);
+    g_autofree char *status_text = g_strdup_printf("Name:\tqemu-system-x86\nUmask:\t0022\n"
+                                                   "Uid:\t%u\t%u\t%u\t%u\n", (unsigned)uid,
+                                                   (unsigned)uid, (unsigned)uid, (unsigned)uid);
+
+    g_assert_cmpint(g_mkdir_with_parents(dir, 0755), ==, 0);
+    g_assert_true(g_file_set_contents(cmdline, argv->str, argv->len, NULL));
+    g_unlink(exe);
+    g_assert_cmpint(symlink(exe_target, exe), ==, 0);
+    g_assert_true(g_file_set_contents(status, status_text, -1, NULL));
+}
+
+/* A QEMU binary as root installs it: ours, mode 0755. */
+static char *fake_qemu_binary(HookFixture *fx, const char *name, int mode)
+{
+    g_autofree char *dir = g_build_filename(fx->root, "bin", NULL);
+    char *path = g_build_filename(dir, name, NULL);
+
+    g_assert_cmpint(g_mkdir_with_parents(dir, 0755), ==, 0);
+    g_assert_true(g_file_set_contents(path, "#!/bin/false\n", -1, NULL));
+    g_assert_cmpint(chmod(path, mode), ==, 0);
+    return path;
+}
+
+/*
+ * Serve QMP on a socket and name it on the command line of a fake QEMU
+ * process.  That process is this test's own pid, so the server thread here
+ * is the socket's peer as QEMU would be, unless qemu_pid says another pid
+ * (an impostor: the socket is not served by the process named).
+ */
+static void fake_qmp_start_as(HookFixture *fx, FakeQmp *f, FakeMode mode, gboolean chardev_style,
+                              pid_t qemu_pid)
 {
     g_autoptr(GError) error = NULL;
 
@@ -303,8 +423,6 @@ static void fake_qmp_start(HookFixture *fx, FakeQmp *f, FakeMode mode, gboolean 
         g_auto(GStrv) parts = g_strsplit(f->path, ",", -1);
         escaped = g_strjoinv(",,", parts);
     }
-    g_autofree char *dir = g_strdup_printf("%s/%d", fx->procfs, FAKE_PID);
-    g_autofree char *cmdline = g_build_filename(dir, "cmdline", NULL);
     GString *argv = g_string_new("/usr/bin/qemu-system-x86_64");
     g_string_append_c(argv, '\0');
     if (chardev_style) {
@@ -321,9 +439,14 @@ static void fake_qmp_start(HookFixture *fx, FakeQmp *f, FakeMode mode, gboolean 
         g_string_append_printf(argv, "unix:%s,server,nowait", escaped);
     }
     g_string_append_c(argv, '\0');
-    g_assert_cmpint(g_mkdir_with_parents(dir, 0755), ==, 0);
-    g_assert_true(g_file_set_contents(cmdline, argv->str, argv->len, NULL));
+    g_autofree char *binary = fake_qemu_binary(fx, "qemu-system-x86_64", 0755);
+    fake_process(fx, qemu_pid, argv, binary, getuid());
     g_string_free(argv, TRUE);
+}
+
+static void fake_qmp_start(HookFixture *fx, FakeQmp *f, FakeMode mode, gboolean chardev_style)
+{
+    fake_qmp_start_as(fx, f, mode, chardev_style, getpid());
 }
 
 /* Wait for the server thread: after this every command is in f->commands. */
@@ -360,7 +483,7 @@ static void test_pid_done(HookFixture *fx, gconstpointer data)
 {
     FakeQmp f;
     Run r = { 0 };
-    g_autofree char *pid = g_strdup_printf("%d", FAKE_PID);
+    g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
 
     fake_qmp_start(fx, &f, FAKE_OK, GPOINTER_TO_INT(data));
     run_cli(fx, &r, "--pid", pid, "--backend", "pc.ram", "--force", "--json", NULL);
@@ -391,7 +514,7 @@ static void test_pid_failures(HookFixture *fx, gconstpointer data)
         { FAKE_REFUSE, "refused", "only 100 MiB" },
         { FAKE_JOB_ERROR, "failed", "Cannot allocate memory" },
     };
-    g_autofree char *pid = g_strdup_printf("%d", FAKE_PID);
+    g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
 
     for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
         FakeQmp f;
@@ -407,23 +530,158 @@ static void test_pid_failures(HookFixture *fx, gconstpointer data)
     }
 }
 
+/* Only a process running a QEMU binary root installed is QEMU: argv[0] says
+ * nothing (before: any process named qemu-system-* was trusted). */
 static void test_pid_not_qemu(HookFixture *fx, gconstpointer data)
 {
     Run r = { 0 };
-    g_autofree char *dir = g_strdup_printf("%s/%d", fx->procfs, FAKE_PID);
-    g_autofree char *cmdline = g_build_filename(dir, "cmdline", NULL);
-    g_autofree char *pid = g_strdup_printf("%d", FAKE_PID);
+    g_autofree char *pid = g_strdup_printf("%d", OTHER_PID);
+    GString *argv = g_string_new(NULL);
 
-    g_assert_cmpint(g_mkdir_with_parents(dir, 0755), ==, 0);
-    g_assert_true(g_file_set_contents(cmdline, "/bin/bash\0-c\0x\0", 15, NULL));
+    g_string_append_len(argv, "/bin/bash\0-c\0x\0", 15);
+    fake_process(fx, OTHER_PID, argv, "/bin/bash", 0);
     run_cli(fx, &r, "--pid", pid, NULL);
     g_assert_cmpint(r.status, ==, 1);
     assert_contains(r.err, "not QEMU");
     run_clear(&r);
+
+    /* argv[0] says QEMU, the executable is a shell. */
+    g_string_truncate(argv, 0);
+    g_string_append_len(argv, "qemu-system-x86_64\0-qmp\0unix:/tmp/q.sock,server=on\0", 51);
+    fake_process(fx, OTHER_PID, argv, "/bin/bash", 0);
+    run_cli(fx, &r, "--pid", pid, NULL);
+    g_assert_cmpint(r.status, ==, 1);
+    assert_contains(r.err, "/bin/bash, not QEMU");
+    run_clear(&r);
+
+    /* A binary named like QEMU that others may write, or nobody's. */
+    g_autofree char *writable = fake_qemu_binary(fx, "qemu-system-aarch64", 0777);
+    fake_process(fx, OTHER_PID, argv, writable, 0);
+    run_cli(fx, &r, "--pid", pid, NULL);
+    g_assert_cmpint(r.status, ==, 1);
+    assert_contains(r.err, "writable by no one else");
+    run_clear(&r);
+    if (geteuid() == 0) {
+        g_autofree char *foreign = fake_qemu_binary(fx, "qemu-system-ppc64", 0755);
+        g_assert_cmpint(chown(foreign, 65534, 65534), ==, 0);
+        fake_process(fx, OTHER_PID, argv, foreign, 0);
+        run_cli(fx, &r, "--pid", pid, NULL);
+        g_assert_cmpint(r.status, ==, 1);
+        assert_contains(r.err, "owned by uid 65534");
+        run_clear(&r);
+    }
+    g_string_free(argv, TRUE);
+
     run_cli(fx, &r, "--pid", "99999", NULL);
     g_assert_cmpint(r.status, ==, 1);
     assert_contains(r.err, "no process 99999");
     run_clear(&r);
+}
+
+/*
+ * The socket on QEMU's command line is served by another process (here:
+ * this test, while the fake QEMU is OTHER_PID): refused on its peer
+ * credentials, before a command is sent.
+ */
+static void test_pid_impostor(HookFixture *fx, gconstpointer data)
+{
+    FakeQmp f;
+    Run r = { 0 };
+    g_autofree char *pid = g_strdup_printf("%d", OTHER_PID);
+
+    fake_qmp_start_as(fx, &f, FAKE_OK, FALSE, OTHER_PID);
+    run_cli(fx, &r, "--pid", pid, NULL);
+    g_assert_cmpint(r.status, ==, 1);
+    g_autofree char *served = g_strdup_printf("served by process %d", (int)getpid());
+    assert_contains(r.err, served);
+    fake_qmp_join(&f);
+    g_assert_cmpuint(f.commands->len, ==, 0);
+    fake_qmp_stop(&f);
+    run_clear(&r);
+}
+
+/* No byte of out or err is a control character but the line ends. */
+static void assert_no_controls(const char *text)
+{
+    for (const char *p = text; *p; p++) {
+        if ((guchar)*p < 0x20 && *p != '\n') {
+            g_error("control byte 0x%02x in output:\n%s", (guchar)*p, text);
+        }
+    }
+    g_assert_true(g_utf8_validate(text, -1, NULL));
+    g_assert_null(strstr(text, "\xc2\x9b"));        /* U+009B, CSI */
+    g_assert_null(strstr(text, "\xe2\x80\xae"));    /* U+202E, right-to-left override */
+}
+
+/* What a hostile peer sends ends the command with exit 1 and a message,
+ * within bounds: no crash, no unbounded memory or time. */
+static void test_pid_hostile(HookFixture *fx, gconstpointer data)
+{
+    static const struct {
+        FakeMode mode;
+        const char *text;
+        const char *timeout;
+    } cases[] = {
+        { FAKE_ERROR_CLASS_INT, "class or desc is not a string", "600" },
+        { FAKE_STATUS_NOT_STRING, "no status string", "600" },
+        { FAKE_DEEP, "nested more than", "600" },
+        { FAKE_ENDLESS, "longer than", "600" },
+        { FAKE_TRICKLE, "in time", "1" },
+    };
+    g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
+
+    for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+        FakeQmp f;
+        Run r = { 0 };
+        fake_qmp_start(fx, &f, cases[i].mode, FALSE);
+        run_cli(fx, &r, "--pid", pid, "--timeout", cases[i].timeout, NULL);
+        if (g_test_verbose()) {
+            g_printerr("case %u: %" G_GINT64_FORMAT " ms\n", i, r.elapsed_ms);
+        }
+        g_assert_cmpint(r.status, ==, 1);   /* not 139 (SIGSEGV) nor 134 */
+        assert_contains(r.err, cases[i].text);
+        /* The job timeout (1 s) plus one reply's deadline (10 s), not for ever. */
+        g_assert_cmpint(r.elapsed_ms, <, 20000);
+        fake_qmp_join(&f);
+        /* An endless line is dropped at 1 MiB, not buffered. */
+        g_assert_cmpint(f.bytes_sent, <, 16 << 20);
+        fake_qmp_stop(&f);
+        run_clear(&r);
+    }
+    /* No child of this test ever grew past 100 MiB (the endless line did: 400 MB). */
+    struct rusage ru;
+    g_assert_cmpint(getrusage(RUSAGE_CHILDREN, &ru), ==, 0);
+    g_assert_cmpint(ru.ru_maxrss, <, 100 * 1024);
+}
+
+/* QEMU's error text reaches root's terminal escaped: no escape sequence,
+ * no forged line. */
+static void test_pid_escapes(HookFixture *fx, gconstpointer data)
+{
+    g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
+    const char *json_flag[] = { NULL, "--json" };
+
+    for (guint i = 0; i < G_N_ELEMENTS(json_flag); i++) {
+        FakeQmp f;
+        Run r = { 0 };
+        fake_qmp_start(fx, &f, FAKE_ESCAPES, FALSE);
+        run_cli(fx, &r, "--pid", pid, json_flag[i], NULL);
+        g_assert_cmpint(r.status, ==, 1);
+        assert_no_controls(r.out);
+        assert_no_controls(r.err);
+        g_assert_null(strstr(r.out, "\nunmerge of pid 1: done"));
+        g_assert_null(strstr(r.err, "\nunmerge of pid 1: done"));
+        assert_contains(i ? r.out : r.err, "\\x1b[2J");
+        if (i) {
+            g_autoptr(JsonObject) o = json_line(r.out);
+            g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, "refused");
+        } else {
+            /* One line on stdout: the outcome. */
+            g_assert_cmpint(strchr(r.out, '\n') - r.out, ==, (int)strlen(r.out) - 1);
+        }
+        fake_qmp_stop(&f);
+        run_clear(&r);
+    }
 }
 
 /* ---- the parser, in-process ---- */
@@ -440,7 +698,7 @@ static char *find(const char *cwd, GError **error, ...)
         g_ptr_array_add(argv, (gpointer)arg);
     }
     va_end(args);
-    return cli_qmp_socket_from_argv((const char *const *)argv->pdata, argv->len, cwd, error);
+    return cli_qmp_find_socket_in_argv((const char *const *)argv->pdata, argv->len, cwd, error);
 }
 
 static void test_socket_parser(void)
@@ -506,6 +764,9 @@ int main(int argc, char **argv)
                hook_fixture_setup, test_pid_done, hook_fixture_teardown);
     HOOK_TEST("/samepage-unmerge/pid/failures", test_pid_failures);
     HOOK_TEST("/samepage-unmerge/pid/not-qemu", test_pid_not_qemu);
+    HOOK_TEST("/samepage-unmerge/pid/impostor", test_pid_impostor);
+    HOOK_TEST("/samepage-unmerge/pid/hostile-replies", test_pid_hostile);
+    HOOK_TEST("/samepage-unmerge/pid/escapes", test_pid_escapes);
     g_test_add_func("/samepage-unmerge/socket-parser", test_socket_parser);
     return g_test_run();
 }

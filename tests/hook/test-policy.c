@@ -4,6 +4,7 @@
  * config, names in log lines, UUIDs, /proc/PID/stat.
  */
 #include <string.h>
+#include <unistd.h>
 
 #include <glib/gstdio.h>
 
@@ -309,6 +310,78 @@ static void test_start_time(void)
     g_assert_false(hook_parse_start_time("garbage", &t));
 }
 
+/* hook_path_trusted follows symlinks one by one, checking every directory
+ * it passes through, the links' own directories and the target. */
+static void test_path_trust(void)
+{
+    g_autofree char *root = g_dir_make_tmp("samepage-trust-XXXXXX", NULL);
+    g_autofree char *good = g_build_filename(root, "good", NULL);
+    g_autofree char *bad = g_build_filename(root, "bad", NULL);
+    g_autofree char *file = g_build_filename(good, "ksm.conf", NULL);
+    g_autofree char *badfile = g_build_filename(bad, "ksm.conf", NULL);
+    g_autofree char *rel = g_build_filename(good, "rel", NULL);
+    g_autofree char *via_bad = g_build_filename(good, "via-bad", NULL);
+    g_autofree char *dotdot = g_build_filename(bad, "..", "good", "ksm.conf", NULL);
+    g_autofree char *loop = g_build_filename(good, "loop", NULL);
+    g_autofree char *missing = g_build_filename(good, "missing", NULL);
+    GError *error = NULL;
+
+    g_assert_nonnull(root);
+    g_assert_cmpint(g_mkdir(good, 0755), ==, 0);
+    g_assert_cmpint(g_mkdir(bad, 0755), ==, 0);
+    g_assert_cmpint(g_chmod(bad, 0777), ==, 0);
+    g_assert_true(g_file_set_contents(file, "[ksm]\n", -1, NULL));
+    g_assert_cmpint(g_chmod(file, 0644), ==, 0);
+    g_assert_true(g_file_set_contents(badfile, "[ksm]\n", -1, NULL));
+    g_assert_cmpint(g_chmod(badfile, 0644), ==, 0);
+    g_assert_cmpint(symlink("ksm.conf", rel), ==, 0);
+    g_assert_cmpint(symlink(badfile, via_bad), ==, 0);
+    g_assert_cmpint(symlink("loop", loop), ==, 0);
+
+    g_assert_true(hook_path_trusted(file, HOOK_TRUST_FILE, &error));
+    g_assert_no_error(error);
+    g_assert_true(hook_path_trusted(rel, HOOK_TRUST_FILE, &error));
+    g_assert_no_error(error);
+    /* A trusted link to a file in a directory anyone may write. */
+    g_assert_false(hook_path_trusted(via_bad, HOOK_TRUST_FILE, &error));
+    g_assert_error(error, HOOK_ERROR, HOOK_ERROR_UNTRUSTED);
+    g_assert_nonnull(strstr(error->message, "writable by group or others"));
+    g_clear_error(&error);
+    /* Through the bad directory, even to come back out of it. */
+    g_assert_false(hook_path_trusted(dotdot, HOOK_TRUST_FILE, &error));
+    g_clear_error(&error);
+    g_assert_false(hook_path_trusted(loop, HOOK_TRUST_FILE, &error));
+    g_assert_nonnull(strstr(error->message, "too many symlinks"));
+    g_clear_error(&error);
+    g_assert_false(hook_path_trusted(missing, HOOK_TRUST_FILE, &error));
+    g_assert_error(error, HOOK_ERROR, HOOK_ERROR_NOENT);
+    g_clear_error(&error);
+    /* Not executable: not a program root runs. */
+    g_assert_false(hook_path_trusted(file, HOOK_TRUST_EXEC, &error));
+    g_clear_error(&error);
+    g_assert_false(hook_path_trusted("relative/path", HOOK_TRUST_FILE, &error));
+    g_clear_error(&error);
+
+    g_unlink(rel);
+    g_unlink(via_bad);
+    g_unlink(loop);
+    g_unlink(file);
+    g_unlink(badfile);
+    g_rmdir(good);
+    g_rmdir(bad);
+    g_rmdir(root);
+}
+
+/* libvirt names its pid and status files after the XML-escaped name. */
+static void test_libvirt_file_name(void)
+{
+    g_autofree char *plain = hook_libvirt_file_name("web-1", ".pid");
+    g_autofree char *hostile = hook_libvirt_file_name("b 'q' \"d\" \xc3\xa9&<>\x01\t.", ".xml");
+
+    g_assert_cmpstr(plain, ==, "web-1.pid");
+    g_assert_cmpstr(hostile, ==, "b &apos;q&apos; &quot;d&quot; \xc3\xa9&amp;&lt;&gt;\t..xml");
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -327,5 +400,7 @@ int main(int argc, char **argv)
     g_test_add_func("/hook/quote", test_quote);
     g_test_add_func("/hook/config", test_config);
     g_test_add_func("/hook/start-time", test_start_time);
+    g_test_add_func("/hook/path-trust", test_path_trust);
+    g_test_add_func("/hook/libvirt-file-name", test_libvirt_file_name);
     return g_test_run();
 }

@@ -689,8 +689,12 @@ class HookTest(unittest.TestCase):
         r = b.start(check=False)
         self.assertNotEqual(r.returncode, 0, 'a guest of another trust group started')
         self.assertIn('tenant-b', r.stderr)
-        self.assertIn("(group 'tenant-a')", r.stderr)
         self.assertIn('policy=strict', r.stderr)
+        # The client starting b learns nothing of the other tenant (issue 17,
+        # finding 8): the host's log alone names it.
+        self.assertNotIn(a.name, r.stderr)
+        self.assertNotIn('tenant-a', r.stderr)
+        self.assertIn(f"'{a.name}' (group 'tenant-a')", self.new_log())
         # permissive lets it start, with a warning.
         HOST.write_config(policy='permissive')
         b.start()
@@ -798,6 +802,51 @@ class HookTest(unittest.TestCase):
         HOST.clear_outcome()
         a.destroy()
         b.destroy()
+        HOST.wait_decision(self.log_start)
+
+    def test_8_option_like_domain_name(self):
+        # Issue 17, finding 1: "--check-config" is a valid domain name; the
+        # hook used to read it as its option and record nothing.
+        g = HOST.define('--check-config', merge='yes', group='tenant-a', workload='idle')
+        g.name = g.uuid   # virsh would read the name as an option: use the UUID
+        self.guests.append(g)
+        g.start()
+        states = HOST.state_files()
+        self.assertIn(g.uuid, states)
+        self.assertEqual(states[g.uuid]['name'], '--check-config')
+        self.assertEqual(states[g.uuid]['group'], 'tenant-a')
+        other = self.new('optname-b', group='tenant-b', workload='idle')
+        r = other.start(check=False)
+        self.assertNotEqual(r.returncode, 0, 'a guest of another trust group started')
+        g.destroy()
+        HOST.wait_decision(self.log_start)
+
+    def test_9_decoy_with_guest_uuid(self):
+        # Issue 17, finding 2: an unprivileged user starts a process carrying
+        # a guest's UUID (ps shows it) before the guest.  The hook takes the
+        # guest's QEMU from libvirt's pid file, not from the decoy; the decoy
+        # exiting prunes nothing.
+        a = self.new('decoy-a', group='tenant-a', workload='idle')
+        b = self.new('decoy-b', group='tenant-b', workload='idle')
+        decoy = subprocess.Popen(
+            ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups',
+             '/usr/bin/python3', '-c', 'import time; time.sleep(600)', '-uuid', a.uuid],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            samepage.wait_for(lambda: a.uuid in read_text(f'/proc/{decoy.pid}/cmdline')
+                              .replace('\0', ' '), 10, what='the decoy')
+            a.start()
+            with open(f'/run/libvirt/qemu/{a.name}.pid') as f:
+                qemu = int(f.read().strip())
+            self.assertNotEqual(qemu, decoy.pid)
+            self.assertEqual(int(HOST.state_files()[a.uuid]['qemu_pid']), qemu)
+        finally:
+            decoy.kill()
+            decoy.wait()
+        r = b.start(check=False)
+        self.assertNotEqual(r.returncode, 0, 'the decoy made the hook forget a running guest')
+        self.assertIn(a.uuid, HOST.state_files())
+        a.destroy()
         HOST.wait_decision(self.log_start)
 
 

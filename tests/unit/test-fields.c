@@ -227,7 +227,7 @@ static void test_field_info_kinds(void)
 
 static void test_field_info_ranges(void)
 {
-    /* The ranges KSM-NOTES.md and mm/ksm.c state. */
+    /* The ranges mm/ksm.c and Documentation/admin-guide/mm/ksm.rst state. */
     const KsmFieldInfo *run = ksm_field_info(KSM_FIELD_RUN);
     g_assert_cmpint(run->min, ==, 0);
     g_assert_cmpint(run->max, ==, 2);

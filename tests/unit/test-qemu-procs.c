@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "fake-tree.h"
+#include <ksm/ksm-qemu-procs.h>
 
 /* ---- ksm_qemu_name_from_argv ---- */
 

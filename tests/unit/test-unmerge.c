@@ -10,6 +10,7 @@
 #include <json-glib/json-glib.h>
 
 #include "fake-tree.h"
+#include <ksm/ksm-unmerge.h>
 
 /* 8 GiB available. */
 #define MEMINFO "MemTotal: 16000000 kB\nMemAvailable: 8388608 kB\n"

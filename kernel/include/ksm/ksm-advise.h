@@ -4,7 +4,7 @@
  *
  * madvise(MADV_UNMERGEABLE) in the process that owns the memory is the safe
  * way to unmerge: the copies are allocated in the right mm and, if memory
- * runs out, the OOM killer's choice is that process (KSM-NOTES.md).
+ * runs out, the OOM killer's choice is that process (docs/scenarios.md, R14).
  */
 #ifndef KSM_ADVISE_H
 #define KSM_ADVISE_H
@@ -24,20 +24,6 @@ G_BEGIN_DECLS
  */
 gboolean ksm_advise_mergeable(void *addr, size_t len, GError **error);
 gboolean ksm_advise_unmergeable(void *addr, size_t len, GError **error);
-
-/*
- * Unmerge [addr, addr+len) in chunks, calling progress(done, total, opaque)
- * after each; progress returning FALSE stops early (KSM_ERROR_INTERRUPTED).
- * *done gets the bytes completed.  chunk 0 means a default (2 MiB).
- */
-typedef gboolean (*KsmProgressFunc)(guint64 done, guint64 total, gpointer opaque);
-gboolean ksm_unmerge_range_chunked(void *addr, size_t len, size_t chunk,
-                                   KsmProgressFunc progress, gpointer opaque,
-                                   guint64 *done, GError **error);
-
-/* prctl(PR_SET_MEMORY_MERGE / PR_GET_MEMORY_MERGE), Linux 6.4+. */
-gboolean ksm_process_set_merge_any(gboolean on, GError **error);
-gboolean ksm_process_get_merge_any(gboolean *on, GError **error);
 
 G_END_DECLS
 

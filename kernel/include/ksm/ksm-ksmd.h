@@ -12,6 +12,7 @@
 #include <glib.h>
 #include <sys/types.h>
 #include "ksm-context.h"
+#include "ksm-task.h"   /* KsmTaskStat, ksm_task_stat_parse */
 
 G_BEGIN_DECLS
 
@@ -30,19 +31,6 @@ gboolean ksm_ksmd_cpu_ticks(const KsmContext *ctx, pid_t pid, guint64 *ticks, GE
 
 /* Clock ticks per second (sysconf(_SC_CLK_TCK)), to turn ticks into seconds. */
 long ksm_clock_ticks_per_second(void);
-
-/*
- * Parse the text of /proc/PID/stat (exposed for tests): the comm, the flags
- * word and utime + stime.  Fields are counted after the last ')' because
- * comm may itself contain spaces and parentheses.
- */
-typedef struct {
-    char comm[32];
-    guint64 flags;
-    guint64 cpu_ticks;  /* utime + stime */
-} KsmTaskStat;
-
-gboolean ksm_task_stat_parse(const char *text, KsmTaskStat *out, GError **error);
 
 G_END_DECLS
 

@@ -85,22 +85,6 @@ typedef struct {
 gboolean ksm_range_count(const KsmContext *ctx, pid_t pid, guint64 start, guint64 len,
                          KsmRangeCount *out, GError **error);
 
-/* A QEMU process found on the host. */
-typedef struct {
-    pid_t pid;
-    char *name;        /* from -name (guest=NAME,... or NAME), or NULL */
-    char *exe;         /* basename of argv[0] */
-} KsmQemuProcess;
-
-/*
- * Every process whose argv[0] basename starts with "qemu-system-" or is
- * "qemu-kvm".  Processes that vanish while being read are skipped.
- * Returns a GPtrArray of KsmQemuProcess* (freed with the array).
- */
-GPtrArray *ksm_find_qemu_processes(const KsmContext *ctx);
-/* Guest name from a NUL-separated argv (exposed for tests). */
-char *ksm_qemu_name_from_argv(const char *const *argv, guint argc);
-
 G_END_DECLS
 
 #endif

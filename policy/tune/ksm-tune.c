@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ksm-private.h"
+#include <ksm/ksm.h>
 #include <ksm/ksm-ksmd.h>
+#include <ksm/ksm-maps.h>
 #include <ksm/ksm-tune.h>
 
 void ksm_tune_params_init(KsmTuneParams *p)
@@ -185,36 +186,19 @@ gboolean ksm_tune_step(KsmTuneState *s, const KsmTuneParams *p, const KsmTuneObs
 
 /* ---- observation -------------------------------------------------------------- */
 
+static void add_mergeable_rss(const KsmMapsArea *area, gpointer opaque)
+{
+    if (area->mergeable == 1 && area->rss_kb > 0) {
+        *(guint64 *)opaque += (guint64)area->rss_kb * 1024;
+    }
+}
+
 guint64 ksm_tune_smaps_mergeable_rss(const char *text)
 {
-    guint64 total = 0, rss = 0;
-    gboolean in_area = FALSE;
+    guint64 total = 0;
 
-    for (const char *line = text; line && *line;) {
-        const char *nl = strchr(line, '\n');
-        gsize len = nl ? (gsize)(nl - line) : strlen(line);
-        if (len > 0 && g_ascii_isxdigit(line[0]) && memchr(line, '-', len) &&
-            memchr(line, ' ', len)) {
-            const char *dash = memchr(line, '-', len);
-            const char *space = memchr(line, ' ', len);
-            if (dash < space) {   /* "start-end perms ...": a new area */
-                in_area = TRUE;
-                rss = 0;
-            }
-        } else if (in_area && len > 4 && strncmp(line, "Rss:", 4) == 0) {
-            rss = g_ascii_strtoull(line + 4, NULL, 10) * 1024;   /* "Rss:   123 kB" */
-        } else if (in_area && len > 8 && strncmp(line, "VmFlags:", 8) == 0) {
-            for (gsize i = 8; i + 2 <= len; i++) {
-                if (line[i] == 'm' && line[i + 1] == 'g' && line[i - 1] == ' ' &&
-                    (i + 2 == len || line[i + 2] == ' ')) {
-                    total += rss;
-                    break;
-                }
-            }
-            in_area = FALSE;
-        }
-        line = nl ? nl + 1 : NULL;
-    }
+    /* Text the reader rejects (never the kernel's) adds what came before it. */
+    ksm_maps_parse(text, add_mergeable_rss, &total, NULL);
     return total;
 }
 

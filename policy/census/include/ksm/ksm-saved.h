@@ -27,8 +27,8 @@
 #define KSM_SAVED_H
 
 #include <glib.h>
-#include "ksm-context.h"
-#include "ksm-census.h"
+#include <ksm/ksm-context.h>
+#include <ksm/ksm-census.h>
 
 G_BEGIN_DECLS
 

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * ksm-qemu-procs.c: find the QEMU processes on the host and their guest names.
+ * ksm-qemu-procs.c: find the QEMU processes on the host and their guest names
+ * (command lines through libksm's one reader, ksm/ksm-task.h).
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "ksm-private.h"
+#include <ksm/ksm-qemu-procs.h>
+#include <ksm/ksm-task.h>
 
 static void qemu_process_free(gpointer p)
 {
@@ -88,29 +90,23 @@ GPtrArray *ksm_find_qemu_processes(const KsmContext *ctx)
     while ((entry = g_dir_read_name(dir))) {
         char *end;
         long pid = strtol(entry, &end, 10);
-        gsize len = 0;
 
         if (*end || pid <= 0) {
             continue;
         }
         /* A process that exits while we look is simply not listed. */
-        g_autofree char *cmdline = ksm_read_proc(ctx, pid, "cmdline", &len, NULL);
-        if (!cmdline || len == 0) {
+        g_auto(GStrv) argv = ksm_task_cmdline_read(ctx, pid, 0, NULL);
+        if (!argv) {
             continue;
         }
-        GPtrArray *argv = g_ptr_array_new();
-        for (gsize off = 0; off < len; off += strlen(cmdline + off) + 1) {
-            g_ptr_array_add(argv, cmdline + off);
-        }
-        g_autofree char *exe = g_path_get_basename(argv->pdata[0]);
+        g_autofree char *exe = g_path_get_basename(argv[0]);
         if (is_qemu(exe)) {
             KsmQemuProcess *qp = g_new0(KsmQemuProcess, 1);
             qp->pid = pid;
             qp->exe = g_steal_pointer(&exe);
-            qp->name = ksm_qemu_name_from_argv((const char *const *)argv->pdata, argv->len);
+            qp->name = ksm_qemu_name_from_argv((const char *const *)argv, g_strv_length(argv));
             g_ptr_array_add(found, qp);
         }
-        g_ptr_array_free(argv, TRUE);
     }
     g_ptr_array_sort(found, compare_pid);
     return found;

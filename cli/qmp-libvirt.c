@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * unmerge-libvirt.c: QMP to a libvirt guest through libvirt itself.
+ * qmp-libvirt.c: QMP to a libvirt guest through libvirt itself.
  *
  * libvirt owns its guests' QMP monitors (passed to QEMU as a file
  * descriptor), so the one way in is virDomainQemuMonitorCommand.  libvirt
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "unmerge.h"
+#include "qmp.h"
 
 #ifdef HAVE_LIBVIRT
 #include <libvirt/libvirt.h>
@@ -24,10 +24,11 @@ typedef struct {
     virDomainPtr dom;
 } QmpLibvirt;
 
+/* Escaped: libvirt passes QEMU's own error text on. */
 static char *last_libvirt_error(void)
 {
     virErrorPtr err = virGetLastError();
-    return g_strdup(err && err->message ? err->message : "unknown libvirt error");
+    return cli_escape_text(err && err->message ? err->message : "unknown libvirt error");
 }
 
 static JsonNode *libvirt_execute(CliQmp *qmp, const char *command, JsonObject *arguments,
@@ -46,17 +47,14 @@ static JsonNode *libvirt_execute(CliQmp *qmp, const char *command, JsonObject *a
                     "%s", msg);
         return NULL;
     }
-    g_autoptr(JsonParser) parser = json_parser_new();
-    g_autoptr(GError) local = NULL;
-    gboolean ok = json_parser_load_from_data(parser, result, -1, &local) &&
-                  JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser));
+    /* The same checks as a direct socket: the reply is QEMU's text. */
+    g_autoptr(JsonObject) reply = cli_qmp_parse_message(result, strlen(result), error);
     free(result);
-    if (!ok) {
-        g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED,
-                    "libvirt returned a reply that is not a QMP object");
+    if (!reply) {
+        g_prefix_error(error, "libvirt passed on a reply QEMU should not send: ");
         return NULL;
     }
-    return cli_qmp_reply_result(json_node_get_object(json_parser_get_root(parser)), error);
+    return cli_qmp_reply_result(reply, error);
 }
 
 static void libvirt_close(CliQmp *qmp)
@@ -90,8 +88,9 @@ CliQmp *cli_qmp_libvirt_open(const char *uri, const char *domain, GError **error
     q->conn = virConnectOpen(uri);
     if (!q->conn) {
         g_autofree char *msg = last_libvirt_error();
+        g_autofree char *shown = cli_escape_text(uri);
         g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED,
-                    "cannot connect to libvirt at %s: %s", uri, msg);
+                    "cannot connect to libvirt at %s: %s", shown, msg);
         libvirt_close(&q->base);
         return NULL;
     }
@@ -103,8 +102,9 @@ CliQmp *cli_qmp_libvirt_open(const char *uri, const char *domain, GError **error
         return NULL;
     }
     if (virDomainIsActive(q->dom) != 1) {
+        g_autofree char *shown = cli_escape_text(domain);
         g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_NOT_FOUND,
-                    "domain '%s' is not running", domain);
+                    "domain '%s' is not running", shown);
         libvirt_close(&q->base);
         return NULL;
     }

@@ -2,28 +2,31 @@
 /*
  * ksm-safe-unmerge.c: KSM_RUN_UNMERGE without putting the host at risk.
  *
- * Why each step (KSM-NOTES.md, seeds 000 and 002):
+ * Why each step (docs/architecture.md, "Safe unmerge"; docs/scenarios.md,
+ * R14 and R15):
  *  - the host lock: a second run=2 writer blocks uninterruptibly on the
  *    kernel's ksm_thread_mutex behind the first;
  *  - the preflight: unmerging may need (pages_sharing + ksm_zero_pages)
  *    pages of new memory at once, and running out means the OOM killer;
- *  - the child: the kernel marks the writer as the OOM origin, the
- *    preferred victim, so the writer must be a disposable process of ours,
- *    never the caller (a daemon, libvirtd's hook, samepage's parent shell);
- *  - the deadline: the kernel's unmerge loop checks signal_pending(), so a
- *    signal whose handler is installed without SA_RESTART ends the write
- *    with EINTR; the kernel then sets run to 0.
+ *  - the child (libksm's ksm_run_unmerge_spawn): the kernel marks the
+ *    writer as the OOM origin, the preferred victim, so the writer must be
+ *    a disposable process of ours, never the caller (a daemon, libvirtd's
+ *    hook, samepage's parent shell);
+ *  - the deadline: the kernel's unmerge loop checks signal_pending(), so
+ *    SIGUSR1 to the child ends the write with EINTR; the kernel then sets
+ *    run to 0.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <json-glib/json-glib.h>
 
-#include "ksm-private.h"
+#include <ksm/ksm.h>
+#include <ksm/ksm-io.h>
+#include <ksm/ksm-run-unmerge.h>
+#include <ksm/ksm-unmerge.h>
 
 #define DEFAULT_DEADLINE_MS (10 * 60 * 1000)
 #define STUCK_GRACE_MS      5000
@@ -59,27 +62,6 @@ static void record(const KsmContext *ctx, gint64 *values)
     for (int i = 0; i < KSM_FIELD__COUNT; i++) {
         values[i] = snap ? ksm_snapshot_get_or(snap, i, -1) : -1;
     }
-}
-
-static void on_deadline_signal(int sig)
-{
-    (void)sig;   /* only there so the write returns EINTR */
-}
-
-/* In the child: async-signal-safe only. */
-G_NORETURN static void writer_child(const char *run_path)
-{
-    struct sigaction sa = { .sa_handler = on_deadline_signal };   /* no SA_RESTART */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR1, &sa, NULL);
-
-    int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-    if (adj >= 0) {
-        /* The kernel already prefers this task as the OOM victim; say so too. */
-        (void)!write(adj, "1000", 4);
-        close(adj);
-    }
-    _exit(ksm_write_text(run_path, "2"));
 }
 
 /* Wait for the child until deadline_at; then signal it and wait a grace period. */
@@ -168,14 +150,10 @@ gboolean ksm_safe_unmerge(const KsmContext *ctx, const KsmUnmergeOptions *opts,
     }
 
     /* The write, in a disposable child with a deadline. */
-    g_autofree char *run_path = g_build_filename(ksm_context_ksm_dir(ctx), "run", NULL);
     gint64 deadline = opts->deadline_ms > 0 ? opts->deadline_ms : DEFAULT_DEADLINE_MS;
-    pid_t child = fork();
+    pid_t child = ksm_run_unmerge_spawn(ctx, error);
     if (child < 0) {
-        return ksm_set_errno_error(error, errno, "cannot fork the unmerge writer for", run_path);
-    }
-    if (child == 0) {
-        writer_child(run_path);
+        return FALSE;
     }
     out->writer_pid = child;
 

@@ -11,42 +11,16 @@
  *   - pages of equal content mapping the same frame already share it.
  *     Whether that sharing is KSM's is the frame's KPF_KSM bit in
  *     /proc/kpageflags (Documentation/admin-guide/mm/pagemap.rst).  Only
- *     frames mapped more than once are looked up, sorted, and neighbouring
- *     frames are read together.
+ *     frames mapped more than once are looked up, sorted, through libksm's
+ *     one pagemap/kpageflags reader (ksm/ksm-pagemap.h).
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "ksm-census-private.h"
-
-#define KPF_KSM          21
-#define COALESCE_FRAMES  16      /* read a gap of up to this many frames instead of seeking */
-#define WINDOW_FRAMES    512
-
-gsize census_pread(int fd, void *buf, gsize len, guint64 offset)
-{
-    gsize done = 0;
-
-    while (done < len) {
-        ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)(offset + done));
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            if (n == 0) {
-                errno = 0;   /* end of file: for /proc/PID/mem, the process has gone */
-            }
-            break;
-        }
-        done += n;
-    }
-    return done;
-}
 
 /* Frame of our own page at addr, after a read fault; 0 if hidden. */
 static guint64 own_frame(int pm_fd, const volatile char *addr, gsize page)
@@ -54,21 +28,11 @@ static guint64 own_frame(int pm_fd, const volatile char *addr, gsize page)
     guint64 entry = 0;
 
     (void)*addr;   /* the read fault that maps the (huge) zero page */
-    if (census_pread(pm_fd, &entry, sizeof(entry), (guint64)(uintptr_t)addr / page * 8) !=
-        sizeof(entry) || !(entry & CENSUS_PM_PRESENT)) {
+    if (ksm_pagemap_read(pm_fd, (guint64)(uintptr_t)addr / page, &entry, 1) != 1 ||
+        !(entry & KSM_PM_PRESENT)) {
         return 0;
     }
-    return entry & CENSUS_PM_PFN_MASK;
-}
-
-static gsize huge_page_size(const KsmContext *ctx)
-{
-    g_autofree char *path = g_build_filename(ksm_context_sysfs(ctx), "kernel", "mm",
-                                             "transparent_hugepage", "hpage_pmd_size", NULL);
-    g_autofree char *text = ksm_read_text(path, NULL, NULL);
-    gint64 v;
-
-    return text && ksm_parse_int(text, &v, NULL) && v > 0 ? (gsize)v : 0;
+    return entry & KSM_PM_PFN_MASK;
 }
 
 void census_frames_probe(const KsmContext *ctx, CensusFrames *frames)
@@ -88,7 +52,7 @@ void census_frames_probe(const KsmContext *ctx, CensusFrames *frames)
     }
     frames->visible = frames->zero_pfn != 0;
 
-    gsize huge = huge_page_size(ctx);
+    gsize huge = ksm_thp_pmd_size(ctx);
     if (frames->visible && huge > page) {
         /* An aligned huge page inside twice its size, asked for THP. */
         char *area = mmap(NULL, 2 * huge, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -121,34 +85,10 @@ static void sort_frames(guint64 *v, gsize n)
     ksm_sort_u64(v, n, tmp);
 }
 
-/* Flags of the sorted distinct frames pfns[0..n). */
-static gboolean read_flags(int fd, const guint64 *pfns, gsize n, guint64 *flags)
-{
-    guint64 window[WINDOW_FRAMES];
-
-    for (gsize i = 0; i < n;) {
-        gsize j = i + 1;
-        while (j < n && pfns[j] - pfns[j - 1] <= COALESCE_FRAMES &&
-               pfns[j] - pfns[i] < WINDOW_FRAMES) {
-            j++;
-        }
-        gsize span = pfns[j - 1] - pfns[i] + 1;
-        if (census_pread(fd, window, span * 8, pfns[i] * 8) != span * 8) {
-            return FALSE;
-        }
-        for (gsize k = i; k < j; k++) {
-            flags[k] = window[pfns[k] - pfns[i]];
-        }
-        i = j;
-    }
-    return TRUE;
-}
-
 gboolean census_frames_account(const KsmContext *ctx, GArray *dup_pfns, guint64 *ksm_saved,
                                guint64 *ksm_mapped, guint64 *other_saved)
 {
-    g_autofree char *path = g_build_filename(ksm_context_procfs(ctx), "kpageflags", NULL);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = ksm_kpageflags_open(ctx);
 
     if (fd < 0) {
         return FALSE;
@@ -174,7 +114,7 @@ gboolean census_frames_account(const KsmContext *ctx, GArray *dup_pfns, guint64 
     }
 
     g_autofree guint64 *flags = g_new(guint64, MAX(shared->len, 1));
-    gboolean ok = read_flags(fd, (guint64 *)shared->data, shared->len, flags);
+    gboolean ok = ksm_kpageflags_read(fd, (guint64 *)shared->data, shared->len, flags);
     close(fd);
     if (!ok) {
         return FALSE;
@@ -182,7 +122,7 @@ gboolean census_frames_account(const KsmContext *ctx, GArray *dup_pfns, guint64 
     *ksm_saved = *ksm_mapped = *other_saved = 0;
     for (guint i = 0; i < shared->len; i++) {
         guint64 count = g_array_index(mappings, guint64, i);
-        if (flags[i] & (G_GUINT64_CONSTANT(1) << KPF_KSM)) {
+        if (flags[i] & (G_GUINT64_CONSTANT(1) << KSM_KPF_KSM)) {
             *ksm_saved += count - 1;
             *ksm_mapped += count;
         } else {

@@ -212,7 +212,7 @@ static void pass2(Census *c, guint target, guint64 addr, gsize n, const guint64 
 
     for (gsize i = 0; i < n; i++) {
         const guint8 *p = c->buf + i * c->page;
-        guint64 pfn = frames ? pm[i] & CENSUS_PM_PFN_MASK : 0;
+        guint64 pfn = frames ? pm[i] & KSM_PM_PFN_MASK : 0;
 
         pr->pages++;
         if (c->is_zero[i]) {
@@ -282,7 +282,7 @@ static void read_chunk(Census *c, guint target, guint64 addr, gsize n, const gui
 
     while (n > 0) {
         errno = 0;
-        gsize got = census_pread(t->mem_fd, c->buf, n * c->page, addr) / c->page;
+        gsize got = ksm_pread_full(t->mem_fd, c->buf, n * c->page, addr) / c->page;
         if (got > 0) {
             pass1(c, target, addr, got);
             census_refs_fetch(c);
@@ -317,8 +317,8 @@ static void read_window(Census *c, guint target, guint64 vpn, gsize n)
     const guint64 *pm = c->pagemap;
 
     for (gsize i = 0; i < n && !c->stop;) {
-        if (!(pm[i] & CENSUS_PM_PRESENT)) {
-            if (pm[i] & CENSUS_PM_SWAP) {
+        if (!(pm[i] & KSM_PM_PRESENT)) {
+            if (pm[i] & KSM_PM_SWAP) {
                 pr->swapped_pages++;
             } else {
                 pr->absent_pages++;
@@ -327,7 +327,7 @@ static void read_window(Census *c, guint target, guint64 vpn, gsize n)
             continue;
         }
         gsize j = i + 1;
-        while (j < n && j - i < c->chunk_pages && (pm[j] & CENSUS_PM_PRESENT)) {
+        while (j < n && j - i < c->chunk_pages && (pm[j] & KSM_PM_PRESENT)) {
             j++;
         }
         if (c->opts->byte_limit) {
@@ -360,7 +360,7 @@ static void read_target(Census *c, guint target)
         for (guint64 vpn = area->start / c->page; vpn < end && !pr->gone && !c->stop;) {
             gsize n = MIN(PAGEMAP_WINDOW, end - vpn);
             errno = 0;
-            if (census_pread(t->pm_fd, c->pagemap, n * 8, vpn * 8) != n * 8) {
+            if (ksm_pagemap_read(t->pm_fd, vpn, c->pagemap, n) != n) {
                 /* pagemap ends only when the process has gone. */
                 pr->gone = errno == 0 || errno == ESRCH;
                 pr->unreadable_pages += end - vpn;

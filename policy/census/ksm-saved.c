@@ -1,18 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * ksm-saved.c: pages KSM saves inside a set of ranges, from pagemap and
- * kpageflags (see ksm/ksm-saved.h).
+ * kpageflags (see ksm/ksm-saved.h), read through libksm's one reader
+ * (ksm/ksm-pagemap.h).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "ksm-private.h"
 #include "ksm-census-private.h"
 #include <ksm/ksm-saved.h>
 
-#define PM_EXCLUSIVE  (G_GUINT64_CONSTANT(1) << 56)
 #define BATCH_PAGES   65536   /* 512 KiB of pagemap per read */
 
 /* Add the shared frames of [start, end) to pfns. */
@@ -24,9 +22,7 @@ static gboolean scan_range(int pm_fd, const char *pm_path, gsize page, guint64 s
 
     for (guint64 done = 0; done < total;) {
         gsize n = (gsize)MIN(total - done, BATCH_PAGES);
-        gsize want = n * sizeof(guint64);
-        gsize got = census_pread(pm_fd, buf, want, (start / page + done) * sizeof(guint64));
-        if (got != want) {
+        if (ksm_pagemap_read(pm_fd, start / page + done, buf, n) != n) {
             if (errno == 0 || errno == ESRCH) {
                 return TRUE;   /* the process has gone: the caller sees it */
             }
@@ -35,14 +31,14 @@ static gboolean scan_range(int pm_fd, const char *pm_path, gsize page, guint64 s
         out->pages += n;
         for (gsize i = 0; i < n; i++) {
             guint64 e = buf[i];
-            if (!(e & CENSUS_PM_PRESENT)) {
+            if (!(e & KSM_PM_PRESENT)) {
                 continue;
             }
             out->present_pages++;
-            if (e & PM_EXCLUSIVE) {
+            if (e & KSM_PM_EXCLUSIVE) {
                 continue;
             }
-            guint64 pfn = e & CENSUS_PM_PFN_MASK;
+            guint64 pfn = e & KSM_PM_PFN_MASK;
             if (pfn == 0) {
                 g_set_error(error, KSM_ERROR, KSM_ERROR_UNAVAILABLE,
                             "the kernel hides frame numbers from this process: counting what "
@@ -96,13 +92,15 @@ gboolean ksm_saved_count(const KsmContext *ctx, const KsmCensusTarget *targets, 
         }
 
         g_autofree char *pm_path = ksm_proc_path(ctx, tg->pid, "pagemap");
-        int pm_fd = open(pm_path, O_RDONLY | O_CLOEXEC);
+        g_autoptr(GError) open_error = NULL;
+        int pm_fd = ksm_pagemap_open(ctx, tg->pid, &open_error);
         if (pm_fd < 0) {
-            if (errno == ENOENT || errno == ESRCH) {
+            if (g_error_matches(open_error, KSM_ERROR, KSM_ERROR_NO_PROCESS)) {
                 out->gone++;
                 continue;
             }
-            return ksm_set_errno_error(error, errno, "cannot open", pm_path);
+            g_propagate_error(error, g_steal_pointer(&open_error));
+            return FALSE;
         }
         gboolean ok = TRUE;
         for (guint i = 0; ok && i < areas->len; i++) {

@@ -1,48 +1,26 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * ksm-unmerge.h: the host lock, headroom, and the safe KSM_RUN_UNMERGE.
+ * ksm-unmerge.h: the safe KSM_RUN_UNMERGE (policy on top of libksm).
  *
  * Writing 2 to /sys/kernel/mm/ksm/run breaks every KSM page on the host at
  * once: it may need as much new memory as KSM saved, the kernel makes the
  * writer the preferred OOM victim, and a second writer blocks behind it.
- * ksm_safe_unmerge() does it the careful way (DESIGN.md, "Safe unmerge").
+ * ksm_safe_unmerge() does it the careful way: under the host lock
+ * (ksm-host-lock.h), after a headroom check (ksm-headroom.h), in a
+ * disposable child with a deadline (ksm-run-unmerge.h); docs/architecture.md
+ * says why each step.
  */
 #ifndef KSM_UNMERGE_H
 #define KSM_UNMERGE_H
 
 #include <glib.h>
 #include <sys/types.h>
-#include "ksm-context.h"
-#include "ksm-host.h"
+#include <ksm/ksm-context.h>
+#include <ksm/ksm-headroom.h>
+#include <ksm/ksm-host.h>
+#include <ksm/ksm-host-lock.h>
 
 G_BEGIN_DECLS
-
-/* Every samepage writer of KSM knobs takes this lock (flock, exclusive). */
-#define KSM_HOST_LOCK_PATH "/run/samepage/ksm.lock"
-
-typedef struct KsmHostLock KsmHostLock;
-/*
- * Take the host lock, waiting up to timeout_ms (0: do not wait, -1: forever).
- * path NULL means KSM_HOST_LOCK_PATH (or $SAMEPAGE_LOCK when set).
- * KSM_ERROR_LOCKED when another holder keeps it past the timeout.
- */
-KsmHostLock *ksm_host_lock_acquire(const char *path, gint64 timeout_ms, GError **error);
-void ksm_host_lock_release(KsmHostLock *lock);
-G_DEFINE_AUTOPTR_CLEANUP_FUNC(KsmHostLock, ksm_host_lock_release)
-
-/* What memory there is for an unmerge to use. */
-typedef struct {
-    guint64 mem_available;   /* MemAvailable from /proc/meminfo */
-    gboolean has_cgroup_limit;
-    guint64 cgroup_limit;    /* the process's memory cgroup limit (v1 or v2) */
-    guint64 cgroup_usage;
-    guint64 headroom;        /* min(mem_available, limit - usage) */
-} KsmHeadroom;
-
-/* pid 0 means "no process": only MemAvailable. */
-gboolean ksm_headroom_read(const KsmContext *ctx, pid_t pid, KsmHeadroom *out, GError **error);
-/* The memory cgroup directory of pid (v1 memory controller or v2), or NULL. */
-char *ksm_memory_cgroup_dir(const KsmContext *ctx, pid_t pid);
 
 typedef enum {
     KSM_UNMERGE_DONE,          /* run=2 completed: nothing merged any more */

@@ -15,9 +15,8 @@
  *
  * smaps has the same header lines, each followed by "Key: value" lines;
  * VmFlags lists "mg" for areas registered with KSM, which mergeable_only
- * needs.  One parser reads both.
+ * needs.  libksm's one maps/smaps reader (ksm/ksm-maps.h) reads both.
  */
-#include <stdio.h>
 #include <string.h>
 
 #include "ksm-census-private.h"
@@ -32,73 +31,46 @@ typedef struct {
     GArray *areas;
     gboolean mergeable_only;
     guint64 start, end;
-    gboolean pending;       /* an accepted header waiting for its VmFlags */
-    KsmCensusArea area;
+    gboolean saw_vmflags;
 } AreaParse;
 
-static void flush(AreaParse *p)
+static void take_area(const KsmMapsArea *m, gpointer opaque)
 {
-    if (!p->pending) {
+    AreaParse *p = opaque;
+
+    if (m->mergeable >= 0) {
+        p->saw_vmflags = TRUE;
+    }
+    if (strlen(m->perms) != 4 || m->perms[1] != 'w' || m->perms[3] != 'p' || m->inode != 0 ||
+        !anonymous_name(m->name) || m->end <= m->start) {
         return;
     }
-    p->pending = FALSE;
-    if (p->mergeable_only && !p->area.mergeable) {
+    if (p->mergeable_only && m->mergeable != 1) {
         return;
     }
+    KsmCensusArea area = { .start = m->start, .end = m->end, .mergeable = m->mergeable == 1 };
+    g_strlcpy(area.name, m->name, sizeof(area.name));
     if (p->start || p->end) {
-        p->area.start = MAX(p->area.start, p->start);
-        p->area.end = MIN(p->area.end, p->end);
-        if (p->area.start >= p->area.end) {
+        area.start = MAX(area.start, p->start);
+        area.end = MIN(area.end, p->end);
+        if (area.start >= area.end) {
             return;
         }
     }
-    g_array_append_val(p->areas, p->area);
+    g_array_append_val(p->areas, area);
 }
 
 GArray *ksm_census_parse_areas(const char *text, gboolean mergeable_only,
                                guint64 start, guint64 end, GError **error)
 {
     AreaParse p = { .mergeable_only = mergeable_only, .start = start, .end = end };
-    g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
-    gboolean saw_vmflags = FALSE;
 
     p.areas = g_array_new(FALSE, FALSE, sizeof(KsmCensusArea));
-    for (guint i = 0; lines[i]; i++) {
-        const char *line = lines[i];
-        unsigned long long lo, hi, offset, inode;
-        unsigned major, minor;
-        char perms[8];
-        int name_at = 0;
-
-        if (g_str_has_prefix(line, "VmFlags:")) {
-            saw_vmflags = TRUE;
-            if (p.pending) {
-                p.area.mergeable = ksm_vmflags_has(line + strlen("VmFlags:"), "mg");
-            }
-            continue;
-        }
-        if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu %n", &lo, &hi, perms, &offset, &major,
-                   &minor, &inode, &name_at) != 7) {
-            continue;   /* an smaps "Key: value" line, or a blank one */
-        }
-        flush(&p);
-        const char *name = name_at ? line + name_at : "";
-        while (*name == ' ' || *name == '\t') {
-            name++;
-        }
-        if (strlen(perms) != 4 || perms[1] != 'w' || perms[3] != 'p' || inode != 0 ||
-            !anonymous_name(name) || hi <= lo) {
-            continue;
-        }
-        memset(&p.area, 0, sizeof(p.area));
-        p.area.start = lo;
-        p.area.end = hi;
-        g_strlcpy(p.area.name, name, sizeof(p.area.name));
-        p.pending = TRUE;
+    if (!ksm_maps_parse(text, take_area, &p, error)) {
+        g_array_unref(p.areas);
+        return NULL;
     }
-    flush(&p);
-
-    if (mergeable_only && !saw_vmflags && p.areas->len == 0 && strchr(text, '-')) {
+    if (mergeable_only && !p.saw_vmflags && p.areas->len == 0 && strchr(text, '-')) {
         /* A maps text has no VmFlags: the caller meant smaps. */
         g_array_unref(p.areas);
         g_set_error(error, KSM_ERROR, KSM_ERROR_PARSE,

@@ -38,7 +38,7 @@
 
 #include <glib.h>
 #include <sys/types.h>
-#include "ksm-context.h"
+#include <ksm/ksm-context.h>
 
 G_BEGIN_DECLS
 

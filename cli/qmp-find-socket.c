@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * qmp-socket.c: where a running QEMU listens for QMP, from its command line.
+ * qmp-find-socket.c: where a running QEMU listens for QMP, from its command
+ * line.  (Opening the socket is qmp-unix.c's job.)
  *
  * Two spellings reach a unix socket QMP server:
  *   -qmp unix:PATH,server=on,wait=off      (also -qmp-pretty, "server,nowait")
@@ -13,7 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "unmerge.h"
+#include "qmp.h"
 
 /* Split "a,b=c,,d" QemuOpts style: ",," is a literal comma. */
 static GPtrArray *split_opts(const char *text)
@@ -115,7 +116,7 @@ static char *chardev_socket(GHashTable *opts, const char *what, const char *cwd,
     return absolute(path, cwd);
 }
 
-char *cli_qmp_socket_from_argv(const char *const *argv, guint argc, const char *cwd,
+char *cli_qmp_find_socket_in_argv(const char *const *argv, guint argc, const char *cwd,
                                   GError **error)
 {
     g_autoptr(GHashTable) chardevs =
@@ -132,7 +133,8 @@ char *cli_qmp_socket_from_argv(const char *const *argv, guint argc, const char *
         if (strcmp(name, "qmp") == 0 || strcmp(name, "qmp-pretty") == 0) {
             i++;
             if (!g_str_has_prefix(value, "unix:")) {
-                g_string_append_printf(why, "; -%s %s is not a unix socket", name, value);
+                g_autofree char *shown = cli_escape_text(value);
+                g_string_append_printf(why, "; -%s %s is not a unix socket", name, shown);
                 continue;
             }
             g_autoptr(GHashTable) opts = parse_opts(value + strlen("unix:"), "path");
@@ -162,7 +164,8 @@ char *cli_qmp_socket_from_argv(const char *const *argv, guint argc, const char *
     /* -mon may come before or after its -chardev: match once all are read. */
     for (guint i = 0; i < monitors->len; i++) {
         GHashTable *opts = g_hash_table_lookup(chardevs, monitors->pdata[i]);
-        g_autofree char *what = g_strdup_printf("chardev '%s'", (char *)monitors->pdata[i]);
+        g_autofree char *id = cli_escape_text(monitors->pdata[i]);
+        g_autofree char *what = g_strdup_printf("chardev '%s'", id);
         char *path = opts ? chardev_socket(opts, what, cwd, why) : NULL;
         if (path) {
             return path;
@@ -174,7 +177,7 @@ char *cli_qmp_socket_from_argv(const char *const *argv, guint argc, const char *
     return NULL;
 }
 
-char *cli_qmp_socket_of_pid(const KsmContext *ctx, pid_t pid, GError **error)
+char *cli_qmp_find_socket_of_pid(const KsmContext *ctx, pid_t pid, GError **error)
 {
     g_autofree char *dir = g_strdup_printf("%s/%d", ksm_context_procfs(ctx), (int)pid);
     g_autofree char *cmdline_path = g_build_filename(dir, "cmdline", NULL);
@@ -191,15 +194,13 @@ char *cli_qmp_socket_of_pid(const KsmContext *ctx, pid_t pid, GError **error)
     for (const char *arg = text; arg < text + len; arg += strlen(arg) + 1) {
         g_ptr_array_add(argv, (gpointer)arg);
     }
-    g_autofree char *exe = g_path_get_basename(argv->pdata[0]);
-    if (!g_str_has_prefix(exe, "qemu-system-") && strcmp(exe, "qemu-kvm") != 0) {
-        g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_NOT_FOUND,
-                    "process %d is %s, not QEMU", (int)pid, exe);
+    /* argv[0] proves nothing: the executable must be a QEMU root installed. */
+    if (!cli_qmp_check_qemu_process(ctx, pid, error)) {
         return NULL;
     }
     /* A relative socket path is relative to QEMU's working directory. */
     g_autofree char *cwd = g_file_read_link(cwd_link, NULL);
-    char *path = cli_qmp_socket_from_argv((const char *const *)argv->pdata, argv->len,
+    char *path = cli_qmp_find_socket_in_argv((const char *const *)argv->pdata, argv->len,
                                              cwd, error);
     if (!path) {
         g_prefix_error(error, "QEMU process %d: ", (int)pid);

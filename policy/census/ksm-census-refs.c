@@ -119,7 +119,7 @@ void census_refs_fetch(Census *c)
         }
         int fd = c->targets[c->fetch[i].target].mem_fd;
         gsize want = (gsize)(j - i) * c->page;
-        gsize got = fd < 0 ? 0 : census_pread(fd, c->fetch_buf + (gsize)i * c->page, want,
+        gsize got = fd < 0 ? 0 : ksm_pread_full(fd, c->fetch_buf + (gsize)i * c->page, want,
                                               c->fetch[i].vaddr);
         /* Pages after a hole stay -1: census_ref_bytes says so. */
         for (guint k = i; k < i + got / c->page; k++) {
@@ -146,7 +146,7 @@ const guint8 *census_ref_bytes(Census *c, const CensusEntry *e, guint target, gu
     }
     /* Not planned: a second entry with the same hash (a collision), rare. */
     int fd = c->targets[e->ref_target].mem_fd;
-    if (fd >= 0 && census_pread(fd, c->tmp_page, c->page, e->vaddr) == c->page) {
+    if (fd >= 0 && ksm_pread_full(fd, c->tmp_page, c->page, e->vaddr) == c->page) {
         return c->tmp_page;
     }
     return NULL;

@@ -12,8 +12,11 @@
 #ifndef KSM_CENSUS_PRIVATE_H
 #define KSM_CENSUS_PRIVATE_H
 
-#include "ksm-private.h"
-#include "ksm/ksm-census.h"
+#include <ksm/ksm.h>
+#include <ksm/ksm-io.h>
+#include <ksm/ksm-maps.h>
+#include <ksm/ksm-pagemap.h>
+#include <ksm/ksm-census.h>
 
 /* ---- content table ------------------------------------------------------ */
 
@@ -71,12 +74,6 @@ gboolean census_frames_is_zero(const CensusFrames *frames, guint64 pfn);
  */
 gboolean census_frames_account(const KsmContext *ctx, GArray *dup_pfns, guint64 *ksm_saved,
                                guint64 *ksm_mapped, guint64 *other_saved);
-
-/* ---- pagemap entries ---------------------------------------------------- */
-
-#define CENSUS_PM_PFN_MASK  ((G_GUINT64_CONSTANT(1) << 55) - 1)
-#define CENSUS_PM_SWAP      (G_GUINT64_CONSTANT(1) << 62)
-#define CENSUS_PM_PRESENT   (G_GUINT64_CONSTANT(1) << 63)
 
 /* ---- the census in progress --------------------------------------------- */
 
@@ -151,11 +148,5 @@ void census_refs_remember(Census *c, const CensusEntry *e, const guint8 *bytes);
 
 /* ksm_stat of every process, then the totals and the merged figures. */
 void census_results(Census *c);
-
-/* ---- I/O ------------------------------------------------------------------ */
-
-/* pread until len bytes, an error or end of file; returns the bytes read.  When
- * short, errno is the error, or 0 at end of file. */
-gsize census_pread(int fd, void *buf, gsize len, guint64 offset);
 
 #endif

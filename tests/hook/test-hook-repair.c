@@ -1,0 +1,393 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * test-hook-repair.c: the hook on a host left in a bad state (issue 14) and
+ * beside Debian's ksmtuned (issue 10): corrupt state files, a malformed or
+ * unreadable ksm.conf, a host lock whose holder died, a samepage tune killed
+ * with SIGKILL, a running ksmtuned.  The next hook event notices, repairs and
+ * says so; it never crashes or hangs.  Fake KSM and /proc trees, real
+ * processes where the hook deals with real ones (the lock, samepage tune).
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <glib/gstdio.h>
+
+#include "hook-fixture.h"
+
+#define U_WEB "11111111-1111-1111-1111-111111111111"
+#define U_DB "22222222-2222-2222-2222-222222222222"
+
+static void assert_contains(const char *haystack, const char *needle)
+{
+    if (!strstr(haystack, needle)) {
+        g_error("'%s' not found in:\n%s", needle, haystack);
+    }
+}
+
+static char *domain_xml(const char *name, const char *uuid, const char *group)
+{
+    g_autofree char *escaped = g_markup_escape_text(name, -1);
+
+    return g_strdup_printf(
+        "<domain type='qemu'><name>%s</name><uuid>%s</uuid><metadata>"
+        "<ksm:policy xmlns:ksm=\"https://samepage.invalid/xmlns/ksm/1\" merge=\"yes\" "
+        "group=\"%s\"/></metadata></domain>\n", escaped, uuid, group);
+}
+
+/* web 'a' (tenant-a) prepared and started, its QEMU 4242 in libvirt's pid
+ * file (a name libvirt escapes in its file names). */
+#define WEB_NAME "web 'a'"
+static void start_web(HookFixture *fx, HookRun *run)
+{
+    g_autofree char *web = domain_xml(WEB_NAME, U_WEB, "tenant-a");
+
+    hook_fixture_qemu(fx, 4242, U_WEB, 1000);
+    hook_fixture_libvirt_pid(fx, WEB_NAME, 4242);
+    hook_fixture_libvirt_status(fx, WEB_NAME, web);
+    hook_run_text(fx, WEB_NAME, "prepare", web, run);
+    g_assert_cmpint(run->status, ==, 0);
+    hook_run_clear(run);
+    hook_run_text(fx, WEB_NAME, "started", web, run);
+    g_assert_cmpint(run->status, ==, 0);
+    hook_run_clear(run);
+}
+
+/* A state file cut short or overwritten with garbage, while its guest runs:
+ * rebuilt from libvirt's status, so its trust group still counts. */
+static void test_corrupt_state_rebuilt(HookFixture *fx, gconstpointer data)
+{
+    static const char *const damage[] = {
+        "[domain]\nname=web-1\nuuid=" U_WEB "\n",            /* truncated: no group */
+        "[domain]\nname=web-1\nuuid=" U_WEB "\ngroup=ten",     /* cut mid-value */
+        "\x7f" "ELF\x01\x02\x00 garbage \xff\xfe",             /* garbage */
+        "",                                                    /* empty */
+        NULL,
+    };
+    HookRun run = { 0 };
+    g_autofree char *db = domain_xml("db-1", U_DB, "tenant-b");
+    g_autofree char *state = hook_fixture_state_file(fx, U_WEB);
+
+    start_web(fx, &run);
+    for (guint i = 0; damage[i]; i++) {
+        g_assert_true(g_file_set_contents(state, damage[i], i == 2 ? 16 : -1, NULL));
+        /* tenant-b is refused: web-1 still counts... */
+        hook_run_text(fx, "db-1", "prepare", db, &run);
+        if (run.status != 1) {
+            g_error("damage %u: db-1 accepted beside web-1:\n%s", i, run.err);
+        }
+        hook_run_clear(&run);
+        /* ...and its state file is whole again. */
+        g_autofree char *text = NULL;
+        g_assert_true(g_file_get_contents(state, &text, NULL, NULL));
+        assert_contains(text, "group=tenant-a");
+        assert_contains(text, "qemu_pid=4242");
+        assert_contains(text, "phase=rebuilt");
+    }
+    g_autofree char *log = hook_fixture_read_log(fx);
+    assert_contains(log, "was corrupt");
+    assert_contains(log, "rebuilt from libvirt's status of running domain 'web \\'a\\''");
+}
+
+/* A corrupt state file whose guest is gone is removed, with a line saying so. */
+static void test_corrupt_state_pruned(HookFixture *fx, gconstpointer data)
+{
+    HookRun run = { 0 };
+    g_autofree char *db = domain_xml("db-1", U_DB, "tenant-b");
+    g_autofree char *state = hook_fixture_state_file(fx, U_WEB);
+
+    start_web(fx, &run);
+    hook_fixture_qemu_exit(fx, 4242);
+    g_assert_true(g_file_set_contents(state, "[domain]\nuuid=", -1, NULL));
+    hook_run_text(fx, "db-1", "prepare", db, &run);
+    g_assert_cmpint(run.status, ==, 0);
+    hook_run_clear(&run);
+    g_assert_false(g_file_test(state, G_FILE_TEST_EXISTS));
+    g_autofree char *log = hook_fixture_read_log(fx);
+    assert_contains(log, "is corrupt");
+    assert_contains(log, "no QEMU of that domain runs");
+
+    /* Its status XML unreadable while it runs: removed, and the log says
+     * how to get it back (libvirtd's reconnect). */
+    g_autofree char *state3 = hook_fixture_state_file(fx, "66666666-6666-6666-6666-666666666666");
+    hook_fixture_qemu(fx, 4343, "66666666-6666-6666-6666-666666666666", 1);
+    hook_fixture_libvirt_pid(fx, "web-3", 4343);
+    g_assert_true(g_file_set_contents(state3, "garbage", -1, NULL));
+    hook_run_text(fx, "db-1", "prepare", db, &run);
+    g_assert_cmpint(run.status, ==, 0);
+    hook_run_clear(&run);
+    g_assert_false(g_file_test(state3, G_FILE_TEST_EXISTS));
+    g_free(log);
+    log = hook_fixture_read_log(fx);
+    assert_contains(log, "restart libvirtd");
+}
+
+/* ksm.conf malformed, unreadable, a directory, a FIFO: prepare refuses and
+ * says what is wrong; stop goes on with the defaults; nothing hangs. */
+static void test_bad_config_files(HookFixture *fx, gconstpointer data)
+{
+    HookRun run = { 0 };
+    g_autofree char *web = domain_xml("web-1", U_WEB, "tenant-a");
+
+    static const struct {
+        const char *text;
+        const char *says;
+    } files[] = {
+        { "[ksm\npolicy=strict\n", "ksm.conf" },
+        { "\x01\x02\xff\xfe\n\n=", "ksm.conf" },
+        { "[ksm]\npolicy=strict\nscan=manual\nreserve_mib=\n", "reserve_mib" },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS(files); i++) {
+        g_assert_true(g_file_set_contents(fx->config, files[i].text, -1, NULL));
+        hook_run_text(fx, "web-1", "prepare", web, &run);
+        g_assert_cmpint(run.status, ==, 1);
+        assert_contains(run.err, "start refused");
+        assert_contains(run.err, files[i].says);
+        hook_run_clear(&run);
+    }
+
+    /* A directory where the file should be. */
+    g_assert_cmpint(g_unlink(fx->config), ==, 0);
+    g_assert_cmpint(g_mkdir(fx->config, 0755), ==, 0);
+    hook_run_text(fx, "web-1", "prepare", web, &run);
+    g_assert_cmpint(run.status, ==, 1);
+    assert_contains(run.err, "not a regular file");
+    hook_run_clear(&run);
+    g_assert_cmpint(g_rmdir(fx->config), ==, 0);
+
+    /* A FIFO: reading it would block the hook, and libvirtd with it. */
+    g_assert_cmpint(mkfifo(fx->config, 0644), ==, 0);
+    hook_run_text(fx, "web-1", "prepare", web, &run);
+    g_assert_cmpint(run.status, ==, 1);
+    g_assert_cmpint(run.elapsed_ms, <, 3000);
+    hook_run_clear(&run);
+
+    /* The stop of a guest recorded earlier still cleans up, with defaults. */
+    g_autofree char *state = hook_fixture_state_file(fx, U_WEB);
+    g_assert_cmpint(g_mkdir_with_parents(fx->state_dir, 0700), ==, 0);
+    g_autofree char *text = g_strdup_printf("[domain]\nname=web-1\nuuid=%s\ngroup=tenant-a\n"
+                                            "phase=prepared\nqemu_pid=0\nqemu_start_time=0\n"
+                                            "updated=%" G_GINT64_FORMAT "\n", U_WEB,
+                                            g_get_real_time() / G_USEC_PER_SEC);
+    g_assert_true(g_file_set_contents(state, text, -1, NULL));
+    hook_run_text(fx, "web-1", "stopped", web, &run);
+    g_assert_cmpint(run.status, ==, 0);
+    g_assert_cmpint(run.elapsed_ms, <, 3000);
+    assert_contains(run.err, "using the defaults");
+    assert_contains(run.err, "last mergeable guest gone");
+    hook_run_clear(&run);
+    g_assert_false(g_file_test(state, G_FILE_TEST_EXISTS));
+    g_unlink(fx->config);
+}
+
+/* The host lock's holder was killed: flock dies with it, the hook goes on. */
+static void test_lock_of_dead_process(HookFixture *fx, gconstpointer data)
+{
+    HookRun run = { 0 };
+    g_autofree char *web = domain_xml("web-1", U_WEB, "tenant-a");
+    int ready[2];
+
+    hook_fixture_config(fx, "lock_timeout_s=2\n");
+    g_assert_cmpint(g_mkdir_with_parents(fx->state_dir, 0700), ==, 0);
+    g_assert_cmpint(pipe(ready), ==, 0);
+    pid_t holder = fork();
+    g_assert_cmpint(holder, >=, 0);
+    if (holder == 0) {
+        int fd = open(fx->lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0 || flock(fd, LOCK_EX) < 0) {
+            _exit(1);
+        }
+        (void)!write(ready[1], "x", 1);
+        pause();
+        _exit(0);
+    }
+    char c;
+    close(ready[1]);
+    g_assert_cmpint(read(ready[0], &c, 1), ==, 1);
+    close(ready[0]);
+    kill(holder, SIGKILL);
+    int status;
+    g_assert_cmpint(waitpid(holder, &status, 0), ==, holder);
+
+    hook_run_text(fx, "web-1", "prepare", web, &run);
+    g_assert_cmpint(run.status, ==, 0);
+    g_assert_cmpint(run.elapsed_ms, <, 1500);
+    assert_contains(run.err, "ksmd started");
+    hook_run_clear(&run);
+}
+
+/* The pid the hook recorded for samepage tune if that process is one. */
+static int tune_pid(HookFixture *fx)
+{
+    g_autofree char *path = g_build_filename(fx->state_dir, "tune.pid", NULL);
+    g_autofree char *text = NULL, *cmd_path = NULL, *cmdline = NULL;
+    gsize len;
+    int pid;
+
+    if (!g_file_get_contents(path, &text, NULL, NULL) || sscanf(text, "%d", &pid) != 1) {
+        return 0;
+    }
+    cmd_path = g_strdup_printf("/proc/%d/cmdline", pid);
+    if (!g_file_get_contents(cmd_path, &cmdline, &len, NULL) || len == 0 ||
+        strlen(cmdline) + 1 >= len) {
+        return 0;
+    }
+    return strcmp(cmdline + strlen(cmdline) + 1, "tune") == 0 ? pid : 0;
+}
+
+static int wait_tune_pid(HookFixture *fx, int not_this)
+{
+    for (int i = 0; i < 500; i++) {
+        int pid = tune_pid(fx);
+        if (pid && pid != not_this) {
+            return pid;
+        }
+        g_usleep(10 * 1000);
+    }
+    return 0;
+}
+
+/* Is pid gone (or a zombie nobody reaps)? */
+static gboolean dead(int pid)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/stat", pid);
+    g_autofree char *text = NULL;
+    const char *p;
+
+    if (!g_file_get_contents(path, &text, NULL, NULL) || !(p = strrchr(text, ')'))) {
+        return TRUE;
+    }
+    return p[2] == 'Z' || p[2] == 'X';
+}
+
+static void kill_tune(int pid)
+{
+    g_assert_cmpint(kill(pid, SIGKILL), ==, 0);
+    for (int i = 0; i < 300 && !dead(pid); i++) {
+        g_usleep(10 * 1000);
+    }
+    g_assert_true(dead(pid));
+}
+
+/* samepage tune killed with SIGKILL: the next event starts it again. */
+static void test_dead_tune_restarted(HookFixture *fx, gconstpointer data)
+{
+    HookRun run = { 0 };
+    g_autofree char *lines = g_strdup_printf("scan=tune\nsamepage=%s\n", g_getenv("SAMEPAGE_CLI"));
+    g_autofree char *web = domain_xml("web-1", U_WEB, "tenant-a");
+    g_autofree char *web2 = domain_xml("web-2", U_DB, "tenant-a");
+
+    hook_fixture_config(fx, lines);
+    hook_fixture_qemu(fx, 4242, U_WEB, 1000);
+    hook_fixture_libvirt_pid(fx, "web-1", 4242);
+    hook_run_text(fx, "web-1", "prepare", web, &run);
+    g_assert_cmpint(run.status, ==, 0);
+    hook_run_clear(&run);
+    int first = wait_tune_pid(fx, 0);
+    g_assert_cmpint(first, >, 1);
+
+    /* Killed; then web-1's started event (no lock, detached repair). */
+    kill_tune(first);
+    hook_run_text(fx, "web-1", "started", web, &run);
+    g_assert_cmpint(run.status, ==, 0);
+    assert_contains(run.err, "is gone (killed or crashed)");
+    hook_run_clear(&run);
+    int second = wait_tune_pid(fx, first);
+    g_assert_cmpint(second, >, 1);
+    g_assert_cmpint(second, !=, first);
+
+    /* Killed again; another guest's prepare (inline, under the lock). */
+    kill_tune(second);
+    hook_run_text(fx, "web-2", "prepare", web2, &run);
+    g_assert_cmpint(run.status, ==, 0);
+    assert_contains(run.err, "samepage tune died while 2 mergeable guest(s) run");
+    assert_contains(run.err, "samepage tune started");
+    hook_run_clear(&run);
+    int third = wait_tune_pid(fx, second);
+    g_assert_cmpint(third, >, 1);
+    g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
+    g_assert_cmpstr(runv, ==, "1");
+
+    /* Killed once more; a stop with a guest left repairs it too. */
+    kill_tune(third);
+    hook_fixture_qemu(fx, 4343, U_DB, 2000);
+    hook_fixture_libvirt_pid(fx, "web-2", 4343);
+    hook_fixture_qemu_exit(fx, 4242);
+    hook_run_text(fx, "web-1", "stopped", web, &run);
+    g_assert_cmpint(run.status, ==, 0);
+    assert_contains(run.err, "still running: no unmerge");
+    hook_run_clear(&run);
+    g_assert_cmpint(wait_tune_pid(fx, third), >, 1);
+}
+
+/* ksmtuned beside the hook: one warning when KSM is turned on. */
+static void test_ksmtuned_warning(HookFixture *fx, gconstpointer data)
+{
+    HookRun run = { 0 };
+    g_autofree char *web = domain_xml("web-1", U_WEB, "tenant-a");
+    g_autofree char *web2 = domain_xml("web-2", U_DB, "tenant-a");
+    static const char *const tuned_argv[] = { "/bin/bash", "/usr/sbin/ksmtuned", NULL };
+    static const char *const other_argv[] = { "/usr/bin/vim", "/etc/ksmtuned.conf", NULL };
+
+    /* Not a ksmtuned: a process that only mentions it. */
+    hook_fixture_process(fx, 700, "vim", other_argv);
+    hook_run_text(fx, "web-1", "prepare", web, &run);
+    g_assert_cmpint(run.status, ==, 0);
+    g_assert_null(strstr(run.err, "ksmtuned"));
+    hook_run_clear(&run);
+    hook_run_text(fx, "web-1", "stopped", web, &run);
+    hook_run_clear(&run);
+    g_free(hook_fixture_wait_outcome(fx, 10000));
+    hook_fixture_ksm_set(fx, "run", "0");
+
+    /* Debian's ksmtuned: a bash script, comm "ksmtuned". */
+    hook_fixture_process(fx, 812, "ksmtuned", tuned_argv);
+    hook_run_text(fx, "web-1", "prepare", web, &run);
+    g_assert_cmpint(run.status, ==, 0);
+    assert_contains(run.err, "ksmtuned (pid 812) is running");
+    assert_contains(run.err, "will fight");
+    assert_contains(run.err, "ksm.service");
+    /* One warning, not one per line. */
+    g_auto(GStrv) parts = g_strsplit(run.err, "ksmtuned (pid", -1);
+    g_assert_cmpint(g_strv_length(parts), ==, 2);
+    hook_run_clear(&run);
+
+    /* The second guest does not repeat it (KSM was already on). */
+    hook_run_text(fx, "web-2", "prepare", web2, &run);
+    g_assert_cmpint(run.status, ==, 0);
+    g_assert_null(strstr(run.err, "ksmtuned"));
+    hook_run_clear(&run);
+
+    /* comm may be cut or differ: argv alone is enough. */
+    hook_fixture_qemu_exit(fx, 812);
+    hook_fixture_process(fx, 813, "bash", tuned_argv);
+    hook_fixture_ksm_set(fx, "run", "0");
+    g_autofree char *web3 = domain_xml("web-3", "77777777-7777-7777-7777-777777777777",
+                                       "tenant-a");
+    hook_run_text(fx, "web-3", "prepare", web3, &run);
+    assert_contains(run.err, "ksmtuned (pid 813) is running");
+    hook_run_clear(&run);
+}
+
+int main(int argc, char **argv)
+{
+    g_test_init(&argc, &argv, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (!g_getenv("SAMEPAGE_HOOK_BIN")) {
+        g_printerr("SAMEPAGE_HOOK_BIN is not set (meson test sets it)\n");
+        return 77;
+    }
+    umask(022);
+    HOOK_TEST("/hook/repair/corrupt-state-rebuilt", test_corrupt_state_rebuilt);
+    HOOK_TEST("/hook/repair/corrupt-state-pruned", test_corrupt_state_pruned);
+    HOOK_TEST("/hook/repair/bad-config-files", test_bad_config_files);
+    HOOK_TEST("/hook/repair/lock-of-dead-process", test_lock_of_dead_process);
+    HOOK_TEST("/hook/repair/dead-tune-restarted", test_dead_tune_restarted);
+    HOOK_TEST("/hook/repair/ksmtuned-warning", test_ksmtuned_warning);
+    return g_test_run();
+}
