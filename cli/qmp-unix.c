@@ -53,7 +53,9 @@ static gboolean read_line(QmpUnix *q, gint64 deadline, gboolean want_greeting,
     guint scanned = 0;
 
     for (;;) {
-        guint8 *nl = memchr(q->pending->data + scanned, '\n', q->pending->len - scanned);
+        /* (An empty GByteArray's data is NULL: no pointer arithmetic on it.) */
+        guint8 *nl = q->pending->len > scanned
+            ? memchr(q->pending->data + scanned, '\n', q->pending->len - scanned) : NULL;
         if (nl) {
             guint n = nl - q->pending->data;
             *line = g_byte_array_sized_new(n);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ksm-private.h"
@@ -52,9 +53,31 @@ gboolean ksm_set_errno_error(GError **error, int err, const char *what, const ch
 
 char *ksm_read_text(const char *path, gsize *len, GError **error)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO put where a kernel file was must not block the open. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+
     if (fd < 0) {
         ksm_set_errno_error(error, errno, "cannot open", path);
+        return NULL;
+    }
+    /* sysfs attributes and /proc files are regular files.  Anything else (a
+     * directory, a FIFO, a symlink to /dev/zero) is not what we read, and
+     * could block or never end. */
+    if (fstat(fd, &st) < 0) {
+        int err = errno;
+        close(fd);
+        ksm_set_errno_error(error, err, "cannot stat", path);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        g_set_error(error, KSM_ERROR, KSM_ERROR_FAILED,
+                    "cannot read %s: not a regular file but %s", path,
+                    S_ISDIR(st.st_mode) ? "a directory"
+                    : S_ISFIFO(st.st_mode) ? "a FIFO"
+                    : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                    : "a socket");
         return NULL;
     }
 

@@ -83,12 +83,22 @@ gboolean ksm_maps_parse(const char *text, KsmMapsAreaFunc fn, gpointer opaque, G
             return FALSE;
         } else if (g_str_has_prefix(line, "VmFlags:")) {
             area.mergeable = ksm_vmflags_has(colon + 1, "mg");
-        } else if (g_str_has_prefix(line, "KSM:")) {
-            gint64 kb = g_ascii_strtoll(colon + 1, NULL, 10);
-            area.ksm_kb = kb >= 0 ? kb : 0;
-        } else if (g_str_has_prefix(line, "Rss:")) {
+        } else if (g_str_has_prefix(line, "KSM:") || g_str_has_prefix(line, "Rss:")) {
             gint64 kb = g_ascii_strtoll(colon + 1, NULL, 10);   /* "Rss:   123 kB" */
-            area.rss_kb = kb >= 0 ? kb : 0;
+            /* More than the area maps is no kernel's figure (and kb * 1024
+             * would overflow: fuzz/corpus/ksm-smaps/regress-ksm-kb-overflow). */
+            if (kb > 0 && (guint64)kb > (area.end - area.start) / 1024) {
+                g_set_error(error, KSM_ERROR, KSM_ERROR_PARSE,
+                            "smaps line %u: %.4s %" G_GINT64_FORMAT " kB is more than its "
+                            "area's %" G_GUINT64_FORMAT " kB", i + 1, line, kb,
+                            (area.end - area.start) / 1024);
+                return FALSE;
+            }
+            if (line[0] == 'K') {
+                area.ksm_kb = kb >= 0 ? kb : 0;
+            } else {
+                area.rss_kb = kb >= 0 ? kb : 0;
+            }
         }
     }
     if (in_area) {

@@ -36,7 +36,11 @@ static void account_area(const KsmMapsArea *area, gpointer opaque)
             out->ksm_bytes = 0;
         }
         if (area->start >= r->start && area->end <= r->end) {
-            out->ksm_bytes += area->ksm_kb * 1024;
+            /* ksm_kb is at most the area's size (ksm_maps_parse checks): no
+             * overflow here, and the sum saturates rather than wrap. */
+            guint64 add = (guint64)area->ksm_kb * 1024;
+            out->ksm_bytes = add > (guint64)(G_MAXINT64 - out->ksm_bytes)
+                ? G_MAXINT64 : out->ksm_bytes + (gint64)add;
         }
     }
 }

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * fuzz-hook-policy.c: the domain XML libvirt gives the hook on stdin, with
+ * the <ksm:policy> in its metadata (libvirt-hooks/policy.c).  A domain's
+ * XML is written by whoever may define domains.
+ *
+ * Input: the XML, handed over with its length like the hook's read_stdin.
+ * What the parse accepts must be a valid UUID and trust group.
+ */
+#include <string.h>
+
+#include "fuzz-common.h"
+#include "hook.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fuzz_init();
+    /* NUL-terminated like the hook's buffer (a GString), length passed too. */
+    g_autofree char *xml = fuzz_text(data, size);
+    g_autoptr(GError) error = NULL;
+    g_auto(HookPolicy) p;
+
+    hook_policy_init(&p);
+    if (hook_policy_parse(xml, size, &p, &error)) {
+        char uuid[37];
+        g_assert(p.uuid && hook_uuid_normalize(p.uuid, uuid) && strcmp(uuid, p.uuid) == 0);
+        g_assert(p.group && hook_group_valid(p.group));
+        g_assert(p.merge >= -1 && p.merge <= 1);
+        g_assert(!(p.mergeable && p.nosharepages));
+    } else {
+        g_assert(error && error->message);
+    }
+    g_clear_error(&error);
+    hook_policy_clear(&p);
+
+    hook_policy_init(&p);
+    if (hook_policy_identify(xml, size, &p, &error)) {
+        g_assert(p.uuid && strlen(p.uuid) == 36);
+    } else {
+        g_assert(error && error->message);
+    }
+    return 0;
+}
