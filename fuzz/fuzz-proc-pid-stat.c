@@ -2,8 +2,8 @@
 /*
  * fuzz-proc-pid-stat.c: /proc/PID/stat, whose comm (field 2) any process
  * sets to what it likes, spaces and ')' included: libksm's one reader
- * (kernel/ksm-task.c) for ksmd and its CPU time (kernel/ksm-ksmd.c), and the
- * hook for a QEMU's start time (libvirt-hooks/qemu-pid.c).
+ * (kernel/ksm-task.c) for ksmd and its CPU time (kernel/ksm-ksmd.c), and, through
+ * it, the hook's check that a QEMU is still the one it saw (libvirt-hooks/qemu-pid.c).
  *
  * Input: the stat line, parsed directly and read from a fake /proc (where
  * the process calls itself ksmd).
@@ -23,15 +23,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     g_autofree char *text = fuzz_text(data, size);
     g_autoptr(GError) error = NULL;
     KsmTaskStat ts;
-    guint64 start;
+    gboolean has_start = FALSE;
+    guint64 start = 0;
 
     if (ksm_task_stat_parse(text, &ts, &error)) {
         g_assert(memchr(ts.comm, '\0', sizeof(ts.comm)));
+        has_start = ts.has_start_time;
+        start = ts.start_time;
     } else {
         g_assert(error && error->domain == KSM_ERROR);
     }
     g_clear_error(&error);
-    gboolean has_start = hook_parse_start_time(text, &start);
 
     g_autofree char *stat_rel = g_strdup_printf("proc/%d/stat", PID);
     g_autofree char *comm_rel = g_strdup_printf("proc/%d/comm", PID);
