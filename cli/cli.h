@@ -106,10 +106,13 @@ int cli_finish_stdout(int status);
 
 /* trusted-file.c ----------------------------------------------------------- */
 
-struct stat;
-/* A regular file of root or of the caller, writable by no one else. */
-gboolean cli_check_trusted_stat(const char *path, const struct stat *st, GError **error);
-/* Read such a file (not through a symbolic link), at most max_len bytes. */
+/*
+ * Open path (flags: O_RDONLY, O_RDWR, O_CREAT: then mode 0600) never through
+ * a symbolic link, and only if it is a regular file of root or of the
+ * caller, writable by no one else.  Returns the fd, or -1 and an error.
+ */
+int cli_open_trusted_file(const char *path, int flags, GError **error);
+/* Read such a file, at most max_len bytes. */
 char *cli_read_trusted_file(const char *path, gsize max_len, GError **error);
 /* Write text to path, mode 0600, atomically, never through a symbolic link. */
 gboolean cli_write_file_safely(const char *path, const char *text, GError **error);

@@ -15,7 +15,7 @@
 
 #include "cli.h"
 
-gboolean cli_check_trusted_stat(const char *path, const struct stat *st, GError **error)
+static gboolean check_trusted_stat(const char *path, const struct stat *st, GError **error)
 {
     g_autofree char *shown = cli_escape_text(path);
 
@@ -40,25 +40,40 @@ gboolean cli_check_trusted_stat(const char *path, const struct stat *st, GError 
     return TRUE;
 }
 
-char *cli_read_trusted_file(const char *path, gsize max_len, GError **error)
+int cli_open_trusted_file(const char *path, int flags, GError **error)
 {
     g_autofree char *shown = cli_escape_text(path);
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    int fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
     struct stat st;
 
     if (fd < 0) {
         int e = errno;
         g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(e), "cannot open %s: %s%s",
                     shown, g_strerror(e),
-                    e == ELOOP ? " (it is a symbolic link: name the file itself)" : "");
-        return NULL;
+                    e == ELOOP ? " (it is a symbolic link, which samepage does not follow: "
+                                 "name the file itself or remove the link)" : "");
+        return -1;
     }
-    if (fstat(fd, &st) != 0 || !cli_check_trusted_stat(path, &st, error)) {
-        if (error && !*error) {
-            g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno),
-                        "cannot check %s: %s", shown, g_strerror(errno));
-        }
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(e), "cannot check %s: %s",
+                    shown, g_strerror(e));
         close(fd);
+        return -1;
+    }
+    if (!check_trusted_stat(path, &st, error)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+char *cli_read_trusted_file(const char *path, gsize max_len, GError **error)
+{
+    g_autofree char *shown = cli_escape_text(path);
+    int fd = cli_open_trusted_file(path, O_RDONLY, error);
+
+    if (fd < 0) {
         return NULL;
     }
     GString *text = g_string_new(NULL);

@@ -200,26 +200,13 @@ static gint64 holder_pid(int fd)
 CliTuneRecord *cli_tune_record_open(const char *path, char **damaged, GError **error)
 {
     g_autofree char *shown = cli_escape_text(path);
-    struct stat st;
 
     *damaged = NULL;
     if (!check_directory(path, error)) {
         return NULL;
     }
-    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
+    int fd = cli_open_trusted_file(path, O_RDWR | O_CREAT, error);
     if (fd < 0) {
-        int e = errno;
-        g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(e), "cannot open %s: %s%s",
-                    shown, g_strerror(e),
-                    e == ELOOP ? " (a symbolic link: samepage does not follow it; remove it)" : "");
-        return NULL;
-    }
-    if (fstat(fd, &st) != 0 || !cli_check_trusted_stat(path, &st, error)) {
-        if (error && !*error) {
-            g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno),
-                        "cannot check %s: %s", shown, g_strerror(errno));
-        }
-        close(fd);
         return NULL;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -242,14 +229,14 @@ CliTuneRecord *cli_tune_record_open(const char *path, char **damaged, GError **e
     CliTuneRecord *r = g_new0(CliTuneRecord, 1);
     r->fd = fd;
     r->path = g_strdup(path);
-    if (st.st_size > RECORD_MAX) {
-        *damaged = g_strdup_printf("%s is larger than %d bytes", shown, RECORD_MAX);
-        return r;
-    }
-    char buf[RECORD_MAX + 1];
-    ssize_t n = pread(fd, buf, RECORD_MAX, 0);
+    char buf[RECORD_MAX + 2];
+    ssize_t n = pread(fd, buf, RECORD_MAX + 1, 0);
     if (n < 0) {
         *damaged = g_strdup_printf("cannot read %s: %s", shown, g_strerror(errno));
+        return r;
+    }
+    if (n > RECORD_MAX) {
+        *damaged = g_strdup_printf("%s is larger than %d bytes", shown, RECORD_MAX);
         return r;
     }
     buf[n] = '\0';
