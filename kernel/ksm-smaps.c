@@ -46,8 +46,9 @@ gboolean ksm_vmflags_has(const char *flags, const char *flag)
 }
 
 static void account_area(const SmapsArea *area, guint64 start, guint64 end,
-                         KsmRangeSmaps *out)
+                         gpointer opaque)
 {
+    KsmRangeSmaps *out = opaque;
     guint64 lo = MAX(area->start, start), hi = MIN(area->end, end);
 
     if (lo >= hi) {
@@ -69,16 +70,18 @@ static void account_area(const SmapsArea *area, guint64 start, guint64 end,
     }
 }
 
-gboolean ksm_range_smaps_parse(const char *text, guint64 start, guint64 len,
-                               KsmRangeSmaps *out, GError **error)
+typedef void (*AreaFunc)(const SmapsArea *area, guint64 start, guint64 end,
+                         gpointer opaque);
+
+/* Call fn for every area of smaps text, with its VmFlags and KSM: line. */
+static gboolean parse_areas(const char *text, guint64 start, guint64 len,
+                            AreaFunc fn, gpointer opaque, GError **error)
 {
     g_auto(GStrv) lines = g_strsplit(text, "\n", -1);
     guint64 end = start + len;
     SmapsArea area = { 0 };
     gboolean in_area = FALSE;
 
-    memset(out, 0, sizeof(*out));
-    out->ksm_bytes = -1;
     if (end < start) {
         g_set_error(error, KSM_ERROR, KSM_ERROR_INVALID,
                     "range 0x%" G_GINT64_MODIFIER "x + %" G_GUINT64_FORMAT " wraps around",
@@ -103,7 +106,7 @@ gboolean ksm_range_smaps_parse(const char *text, guint64 start, guint64 len,
                 return FALSE;
             }
             if (in_area) {
-                account_area(&area, start, end, out);
+                fn(&area, start, end, opaque);
             }
             area = (SmapsArea){ .start = a, .end = b, .ksm_kb = -1 };
             in_area = TRUE;
@@ -119,9 +122,45 @@ gboolean ksm_range_smaps_parse(const char *text, guint64 start, guint64 len,
         }
     }
     if (in_area) {
-        account_area(&area, start, end, out);
+        fn(&area, start, end, opaque);
     }
     return TRUE;
+}
+
+gboolean ksm_range_smaps_parse(const char *text, guint64 start, guint64 len,
+                               KsmRangeSmaps *out, GError **error)
+{
+    memset(out, 0, sizeof(*out));
+    out->ksm_bytes = -1;
+    return parse_areas(text, start, len, account_area, out, error);
+}
+
+static void add_mergeable_part(const SmapsArea *area, guint64 start, guint64 end,
+                               gpointer opaque)
+{
+    GArray *parts = opaque;
+    guint64 lo = MAX(area->start, start), hi = MIN(area->end, end);
+
+    if (lo >= hi || !area->mergeable) {
+        return;
+    }
+    /* Adjacent areas (split by an madvise of part of them) make one part. */
+    if (parts->len && g_array_index(parts, KsmAddrRange, parts->len - 1).end == lo) {
+        g_array_index(parts, KsmAddrRange, parts->len - 1).end = hi;
+        return;
+    }
+    g_array_append_val(parts, ((KsmAddrRange){ .start = lo, .end = hi }));
+}
+
+GArray *ksm_range_smaps_mergeable_parts(const char *text, guint64 start, guint64 len,
+                                        GError **error)
+{
+    g_autoptr(GArray) parts = g_array_new(FALSE, FALSE, sizeof(KsmAddrRange));
+
+    if (!parse_areas(text, start, len, add_mergeable_part, parts, error)) {
+        return NULL;
+    }
+    return g_steal_pointer(&parts);
 }
 
 char *ksm_smaps_read(const KsmContext *ctx, pid_t pid, GError **error)
