@@ -229,7 +229,7 @@ static KsmStats *ksm_stats(bool walk)
         QAPI_LIST_APPEND(tail, b);
     }
     if (walk) {
-        stats->count = count_info(count);
+        KSM_COMPAT_SET_OPTIONAL_PTR(stats, count, count_info(count));
     }
     ksm_backend_ranges_free(ranges);
     return stats;
