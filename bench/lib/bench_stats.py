@@ -26,7 +26,42 @@ import time
 from common import ENV, GiB, MiB, PAGE, BenchError, ksm_set, load_note, log, median, \
     percentile, settle_exited, table
 from guest import Guest, stop_all_guests
-from qmp import LatencyProbe
+from qmp import QMP
+
+
+class ProbeProcess:
+    """query-status round trips on the second monitor, from a process of its
+    own (no GIL shared with the caller polling the first monitor): start(),
+    stop() -> list of ms."""
+
+    def __init__(self, path, pause=0.005):
+        import multiprocessing
+        self.ctx = multiprocessing.get_context('fork')
+        self.path, self.pause = path, pause
+        self.stop_ev = self.ctx.Event()
+        self.parent, child = self.ctx.Pipe()
+        self.proc = self.ctx.Process(target=self._run, args=(child,), daemon=True)
+
+    def _run(self, conn):
+        q = QMP(self.path).connect(wait=10)
+        rtts = []
+        while not self.stop_ev.is_set():
+            t0 = time.perf_counter()
+            q.cmd('query-status')
+            rtts.append((time.perf_counter() - t0) * 1000)
+            self.stop_ev.wait(self.pause)
+        q.close()
+        conn.send(rtts)
+
+    def start(self):
+        self.proc.start()
+        return self
+
+    def stop(self):
+        self.stop_ev.set()
+        rtts = self.parent.recv() if self.parent.poll(30) else []
+        self.proc.join(10)
+        return rtts
 
 # Guest-physical layout of -M pc: RAM above 3 GiB goes above 4 GiB when the
 # machine has 3.5 GiB or more.
@@ -95,9 +130,10 @@ def fresh_exact(qmp):
         time.sleep(0.002)
 
 
-def fill_and_merge(g, mem, smoke):
-    """Fill the RAM with one byte value and let ksmd merge it; returns the
-    bytes filled.  ksmd stopped (run=0) on return."""
+def fill_and_merge(g, mem, want_bytes, smoke):
+    """Fill the RAM with one byte value and let ksmd merge it until at least
+    want_bytes of it are merged pages; returns the bytes filled.  ksmd
+    stopped (run=0) on return."""
     filled = 0
     for start, length in ram_regions(mem):
         for off in range(0, length, 256 * MiB):
@@ -105,7 +141,7 @@ def fill_and_merge(g, mem, smoke):
             g.qtest_cmd(f'memset {start + off:#x} {n:#x} 0x5a')
             filled += n
     ksm_set('advisor_mode=none', 'pages_to_scan=20000', 'sleep_millisecs=0', 'run=1')
-    want = filled // PAGE * 9 // 10
+    want = want_bytes // PAGE
     deadline = time.monotonic() + (60 if smoke else 900)
     while merging_pages(g.pid) < want:
         if time.monotonic() > deadline:
@@ -118,21 +154,23 @@ def fill_and_merge(g, mem, smoke):
 
 
 def one_size(gib, n, smoke):
-    mem = int(gib * GiB) + 64 * MiB
+    # At least gib GiB merged: fill 12% more, merge until gib GiB are.
+    mem = int(gib * GiB * 1.12) // MiB * MiB + 64 * MiB
     g = Guest(f'stats{int(gib * 1024)}', mem // MiB, boot=False)
     g.start()
     row = {'gib': gib, 'n': n}
+    probe_path = f'{g.dir}/qmp2.sock'
     try:
         ksm_set('run=0')
-        probe_qmp = g.second_qmp()
-        # Idle: query-status round trips on the second monitor, nothing else.
-        idle = LatencyProbe(probe_qmp).start()
-        time.sleep(1 if smoke else 3)
-        row['idle_rtts'] = [t * 1000 for t in idle.stop()]
-        log(f'stats: filling {gib:g} GiB and merging it')
-        filled = fill_and_merge(g, mem, smoke)
+        log(f'stats: filling {mem // MiB} MiB and merging {gib:g} GiB of it')
+        filled = fill_and_merge(g, mem, int(gib * GiB), smoke)
         row['filled_mib'] = filled // MiB
         start, end = g.ram_range()
+
+        # Idle: query-status round trips on the second monitor, nothing else.
+        idle = ProbeProcess(probe_path).start()
+        time.sleep(2 if smoke else 5)
+        row['idle_rtts'] = idle.stop()
 
         default = []
         for _ in range(n * 10):
@@ -142,29 +180,27 @@ def one_size(gib, n, smoke):
             default.append(t * 1000)
         row['default_ms'] = default
 
-        # Exact answers back to back, the probe on the second monitor.
-        probe = LatencyProbe(probe_qmp).start()
+        # Exact answers back to back, the probe on the second monitor; the
+        # kernel's reads interleaved (after each walk, same conditions).
+        probe = ProbeProcess(probe_path).start()
         exact, walks, calls, last = [], [], [], None
+        smaps, pagemap = [], []
         for _ in range(n):
             t, last = fresh_exact(g.qmp)
             exact.append(t)
             walks.append(last['count']['duration'])
             t1, r = g.qmp.timed('query-ksm-stats', exact=True, **{'max-age': 10 ** 9})
             calls.append(t1 * 1000)
-        row['during_rtts'] = [t * 1000 for t in probe.stop()]
-        probe_qmp.close()
-        row['exact_ms'], row['walk_ms'], row['exact_call_ms'] = exact, walks, calls
-        b = last['return']['backends'][0] if 'return' in last else last['backends'][0]
-        row['resident'], row['merged'] = b.get('resident-pages'), b.get('merged-pages')
-        row['counted_by'] = b.get('counted-by')
-
-        rollup, smaps, pagemap = [], [], []
-        for _ in range(n):
-            rollup.append(smaps_rollup_ms(g.pid))
             sm, pm = kernel_reads(g.pid, start, end - start)
             smaps.append(sm)
             pagemap.append(pm)
-        row['rollup_ms'], row['smaps_ms'], row['pagemap_ms'] = rollup, smaps, pagemap
+        row['during_rtts'] = probe.stop()
+        row['exact_ms'], row['walk_ms'], row['exact_call_ms'] = exact, walks, calls
+        row['smaps_ms'], row['pagemap_ms'] = smaps, pagemap
+        b = last['backends'][0]
+        row['resident'], row['merged'] = b.get('resident-pages'), b.get('merged-pages')
+        row['counted_by'] = b.get('counted-by')
+        row['rollup_ms'] = [smaps_rollup_ms(g.pid) for _ in range(n)]
     finally:
         g.stop()
         # ksmd forgets the stopped QEMU's KSM pages only when it passes over
@@ -246,8 +282,9 @@ def render(res):
                   'after it (the walk runs in QEMU\'s worker thread; the caller polls every '
                   '2 ms); exact call: one exact request\'s own round trip (it returns the '
                   'latest counts at once); walk: its duration as QEMU reports it',
-                  'query-status: round trips on a second monitor, idle before the fill and '
-                  'while the exact walks ran (the main-loop stall)',
+                  'query-status: round trips on a second monitor from a process of its own, '
+                  'idle (5 s after the merge) and while the exact walks ran (the main-loop '
+                  'stall); the kernel reads interleaved with the walks',
                   'smaps_rollup: the Proxmox-style read of the same QEMU; kernel: its '
                   '/proc/PID/smaps and pagemap over the RAM read from outside, the floor of an '
                   'exact count through these files (the walk also reads kpageflags)'])
