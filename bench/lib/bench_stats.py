@@ -180,23 +180,27 @@ def one_size(gib, n, smoke):
             default.append(t * 1000)
         row['default_ms'] = default
 
-        # Exact answers back to back, the probe on the second monitor; the
-        # kernel's reads interleaved (after each walk, same conditions).
+        # Exact answers back to back, the probe on the second monitor and
+        # nothing else running: the main-loop stall the walks cause.
         probe = ProbeProcess(probe_path).start()
-        exact, walks, calls, last = [], [], [], None
-        smaps, pagemap = [], []
+        exact, calls, last = [], [], None
         for _ in range(n):
             t, last = fresh_exact(g.qmp)
             exact.append(t)
-            walks.append(last['count']['duration'])
             t1, r = g.qmp.timed('query-ksm-stats', exact=True, **{'max-age': 10 ** 9})
             calls.append(t1 * 1000)
+        row['during_rtts'] = probe.stop()
+        row['exact_ms'], row['exact_call_ms'] = exact, calls
+        # Then each walk and the kernel's reads of the same memory from
+        # outside, interleaved: the same conditions for both.
+        walks, smaps, pagemap = [], [], []
+        for _ in range(n):
+            t, last = fresh_exact(g.qmp)
+            walks.append(last['count']['duration'])
             sm, pm = kernel_reads(g.pid, start, end - start)
             smaps.append(sm)
             pagemap.append(pm)
-        row['during_rtts'] = probe.stop()
-        row['exact_ms'], row['walk_ms'], row['exact_call_ms'] = exact, walks, calls
-        row['smaps_ms'], row['pagemap_ms'] = smaps, pagemap
+        row['walk_ms'], row['smaps_ms'], row['pagemap_ms'] = walks, smaps, pagemap
         b = last['backends'][0]
         row['resident'], row['merged'] = b.get('resident-pages'), b.get('merged-pages')
         row['counted_by'] = b.get('counted-by')
@@ -283,8 +287,9 @@ def render(res):
                   '2 ms); exact call: one exact request\'s own round trip (it returns the '
                   'latest counts at once); walk: its duration as QEMU reports it',
                   'query-status: round trips on a second monitor from a process of its own, '
-                  'idle (5 s after the merge) and while the exact walks ran (the main-loop '
-                  'stall); the kernel reads interleaved with the walks',
+                  'idle (5 s after the merge) and while the exact answers ran back to back '
+                  '(the main-loop stall); walk and kernel reads: a second series, each walk '
+                  'followed by the kernel\'s reads',
                   'smaps_rollup: the Proxmox-style read of the same QEMU; kernel: its '
                   '/proc/PID/smaps and pagemap over the RAM read from outside, the floor of an '
                   'exact count through these files (the walk also reads kpageflags)'])
