@@ -61,6 +61,45 @@ gboolean ksm_range_smaps_parse(const char *text, guint64 start, guint64 len,
     return ksm_maps_parse(text, account_area, &r, error);
 }
 
+typedef struct {
+    guint64 start, end;
+    GArray *parts;
+} MergeableParts;
+
+static void add_mergeable_part(const KsmMapsArea *area, gpointer opaque)
+{
+    MergeableParts *m = opaque;
+    guint64 lo = MAX(area->start, m->start), hi = MIN(area->end, m->end);
+
+    if (lo >= hi || area->mergeable != 1) {
+        return;
+    }
+    /* Adjacent areas (split by an madvise of part of them) make one part. */
+    if (m->parts->len && g_array_index(m->parts, KsmAddrRange, m->parts->len - 1).end == lo) {
+        g_array_index(m->parts, KsmAddrRange, m->parts->len - 1).end = hi;
+        return;
+    }
+    g_array_append_val(m->parts, ((KsmAddrRange){ .start = lo, .end = hi }));
+}
+
+GArray *ksm_range_smaps_mergeable_parts(const char *text, guint64 start, guint64 len,
+                                        GError **error)
+{
+    g_autoptr(GArray) parts = g_array_new(FALSE, FALSE, sizeof(KsmAddrRange));
+    MergeableParts m = { .start = start, .end = start + len, .parts = parts };
+
+    if (m.end < start) {
+        g_set_error(error, KSM_ERROR, KSM_ERROR_INVALID,
+                    "range 0x%" G_GINT64_MODIFIER "x + %" G_GUINT64_FORMAT " wraps around",
+                    start, len);
+        return NULL;
+    }
+    if (!ksm_maps_parse(text, add_mergeable_part, &m, error)) {
+        return NULL;
+    }
+    return g_steal_pointer(&parts);
+}
+
 char *ksm_smaps_read(const KsmContext *ctx, pid_t pid, GError **error)
 {
     return ksm_read_proc(ctx, pid, "smaps", NULL, error);

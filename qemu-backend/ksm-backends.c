@@ -11,6 +11,7 @@
 #include "qemu/osdep.h"
 #include "ksm-backend.h"
 #include "qom/object.h"
+#include "hw/boards.h"
 
 static bool range_from_backend(HostMemoryBackend *backend,
                                KsmBackendRange *range)
@@ -87,4 +88,77 @@ bool ksm_backend_range_find(const char *id, KsmBackendRange *range,
         return false;
     }
     return true;
+}
+
+void ksm_backend_ranges_ref(GArray *ranges)
+{
+    for (guint i = 0; i < ranges->len; i++) {
+        object_ref(OBJECT(g_array_index(ranges, KsmBackendRange, i).backend));
+    }
+}
+
+void ksm_backend_ranges_unref(GArray *ranges)
+{
+    for (guint i = 0; i < ranges->len; i++) {
+        object_unref(OBJECT(g_array_index(ranges, KsmBackendRange, i).backend));
+    }
+}
+
+/*
+ * memory-backend-ksm applies merge to the kernel in both directions.  A
+ * stock backend madvises MERGEABLE when merge is on, and when merge
+ * changes; but under the machine's mem-merge=on, ram_block_add() has
+ * registered its memory whatever merge says, so merge=off proves nothing
+ * there until it is read back.  The kernel never registers shared
+ * mappings, nor hugetlbfs ones.  While an unmerge job works on a backend,
+ * part of it is registered and part not.
+ */
+KsmRegistration ksm_backend_registration(HostMemoryBackend *backend)
+{
+    Object *obj = OBJECT(backend);
+
+    if (backend->share) {
+        return KSM_REGISTRATION_NO;     /* the kernel never registers it */
+    }
+    if (ksm_unmerge_busy(backend)) {
+        return KSM_REGISTRATION_UNKNOWN;
+    }
+    if (object_dynamic_cast(obj, TYPE_MEMORY_BACKEND_KSM)) {
+        return backend->merge ? KSM_REGISTRATION_YES : KSM_REGISTRATION_NO;
+    }
+    if (!current_machine || machine_mem_merge(current_machine)) {
+        /* merge=off proves nothing (see above); file mappings may refuse */
+        return backend->merge &&
+            object_dynamic_cast(obj, TYPE_MEMORY_BACKEND_RAM)
+            ? KSM_REGISTRATION_YES : KSM_REGISTRATION_UNKNOWN;
+    }
+    if (!backend->merge) {
+        return KSM_REGISTRATION_NO;
+    }
+    /* Private anonymous memory is registered; hugetlbfs, DAX may not be. */
+    return object_dynamic_cast(obj, TYPE_MEMORY_BACKEND_RAM)
+        ? KSM_REGISTRATION_YES : KSM_REGISTRATION_UNKNOWN;
+}
+
+const KsmBackendRange *ksm_backend_sole_mergeable(GArray *ranges)
+{
+    const KsmBackendRange *sole = NULL;
+
+    /* Under mem-merge=on every RAM block (ROMs, video RAM) is registered. */
+    if (!current_machine || machine_mem_merge(current_machine)) {
+        return NULL;
+    }
+    for (guint i = 0; i < ranges->len; i++) {
+        const KsmBackendRange *r = &g_array_index(ranges, KsmBackendRange, i);
+
+        if (!r->host ||
+            ksm_backend_registration(r->backend) == KSM_REGISTRATION_NO) {
+            continue;
+        }
+        if (sole) {
+            return NULL;
+        }
+        sole = r;
+    }
+    return sole;
 }

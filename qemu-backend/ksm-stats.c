@@ -1,11 +1,13 @@
 /*
  * samepage: query-ksm-stats and "info ksm".
  *
- * Everything reported is read back from the kernel through libksm: the
- * host's /sys/kernel/mm/ksm, this process's ksm_stat, each backend's
- * mergeability from smaps, and (when privileged) its exact merged and zero
- * pages from pagemap + kpageflags.  Nothing is taken from QEMU's own idea
- * of what it asked for, except the "merge" property shown beside it.
+ * The answer costs the same at any guest size: the host's
+ * /sys/kernel/mm/ksm, this process's ksm_stat and QEMU's own objects,
+ * read through libksm; no walk of guest memory.  Each backend's
+ * mergeability and exact merged and zero pages, read back from the kernel
+ * (smaps, pagemap + kpageflags), come from walks that run in a worker
+ * thread (ksm-count.c): an exact request gets the latest walk's counts
+ * with their age and starts a new walk when they are too old.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -15,6 +17,7 @@
 #include "qapi/qapi-commands-ksm.h"
 #include "monitor/hmp.h"
 #include "monitor/monitor.h"
+#include "qemu/timer.h"
 
 #include <ksm/ksm.h>
 
@@ -91,94 +94,164 @@ static KsmHostStats *host_stats(KsmContext *ctx)
     return host;
 }
 
-static KsmProcessStats *process_stats(KsmContext *ctx)
+static KsmProcessStats *process_stats(const KsmProcStat *st, bool read)
 {
     KsmProcessStats *proc = g_new0(KsmProcessStats, 1);
-    g_auto(KsmProcStat) st = { 0 };
 
-    if (!ksm_proc_stat_read(ctx, getpid(), &st, NULL)) {
+    if (!read) {
         return proc;
     }
-    proc->has_rmap_items = st.present[KSM_PROC_RMAP_ITEMS];
-    proc->rmap_items = st.value[KSM_PROC_RMAP_ITEMS];
-    proc->has_zero_pages = st.present[KSM_PROC_ZERO_PAGES];
-    proc->zero_pages = st.value[KSM_PROC_ZERO_PAGES];
-    proc->has_merging_pages = st.present[KSM_PROC_MERGING_PAGES];
-    proc->merging_pages = st.value[KSM_PROC_MERGING_PAGES];
-    proc->has_profit = st.present[KSM_PROC_PROCESS_PROFIT];
-    proc->profit = st.value[KSM_PROC_PROCESS_PROFIT];
-    proc->has_merge_any = st.merge_any >= 0;
-    proc->merge_any = st.merge_any > 0;
-    proc->has_mergeable = st.mergeable >= 0;
-    proc->mergeable = st.mergeable > 0;
+    proc->has_rmap_items = st->present[KSM_PROC_RMAP_ITEMS];
+    proc->rmap_items = st->value[KSM_PROC_RMAP_ITEMS];
+    proc->has_zero_pages = st->present[KSM_PROC_ZERO_PAGES];
+    proc->zero_pages = st->value[KSM_PROC_ZERO_PAGES];
+    proc->has_merging_pages = st->present[KSM_PROC_MERGING_PAGES];
+    proc->merging_pages = st->value[KSM_PROC_MERGING_PAGES];
+    proc->has_profit = st->present[KSM_PROC_PROCESS_PROFIT];
+    proc->profit = st->value[KSM_PROC_PROCESS_PROFIT];
+    proc->has_merge_any = st->merge_any >= 0;
+    proc->merge_any = st->merge_any > 0;
+    proc->has_mergeable = st->mergeable >= 0;
+    proc->mergeable = st->mergeable > 0;
     return proc;
 }
 
-static KsmBackendStats *backend_stats(KsmContext *ctx,
-                                      const KsmBackendRange *range,
-                                      const char *smaps, bool exact)
+/* What costs nothing: the property and what QEMU registered. */
+static KsmBackendStats *backend_stats(const KsmBackendRange *range)
 {
     KsmBackendStats *b = g_new0(KsmBackendStats, 1);
-    KsmRangeSmaps sm;
-    KsmRangeCount count;
-    g_autoptr(GError) err = NULL;
 
     b->id = g_strdup(range->id);
     b->type = g_strdup(object_get_typename(OBJECT(range->backend)));
     b->size = range->size;
     b->merge = range->backend->merge;
-    if (!range->host) {
-        return b;
-    }
-    if (smaps && ksm_range_smaps_parse(smaps, (uintptr_t)range->host,
-                                       range->size, &sm, NULL)) {
-        b->mergeable_size = sm.mergeable_bytes;
-        b->mergeable = sm.mergeable_bytes == range->size;
-    }
-    if (!exact) {
-        return b;
-    }
-    if (ksm_range_count(ctx, getpid(), (uintptr_t)range->host, range->size,
-                        &count, &err)) {
-        b->has_resident_pages = true;
-        b->resident_pages = count.present_pages;
-        b->has_merged_pages = true;
-        b->merged_pages = count.ksm_pages;
-        b->has_zero_pages = true;
-        b->zero_pages = count.zero_pages;
-    } else {
-        KSM_COMPAT_SET_OPTIONAL_PTR(b, counts_unavailable,
-                                    g_strdup(err->message));
+    switch (ksm_backend_registration(range->backend)) {
+    case KSM_REGISTRATION_YES:
+        b->has_mergeable = true;
+        b->mergeable = true;
+        break;
+    case KSM_REGISTRATION_NO:
+        b->has_mergeable = true;
+        b->mergeable = false;
+        break;
+    case KSM_REGISTRATION_UNKNOWN:
+        break;
     }
     return b;
 }
 
-KsmStats *qmp_query_ksm_stats(bool has_exact, bool exact, Error **errp)
+/* What the walk read back from the kernel replaces what QEMU knows. */
+static void add_walk_counts(KsmBackendStats *b, const KsmCountEntry *e)
+{
+    if (e->smaps_read) {
+        b->has_mergeable = true;
+        b->mergeable = e->smaps.mergeable_bytes == e->range.size;
+        b->has_mergeable_size = true;
+        b->mergeable_size = e->smaps.mergeable_bytes;
+    }
+    if (!e->counted) {
+        KSM_COMPAT_SET_OPTIONAL_PTR(b, counts_unavailable,
+                                    g_strdup(e->error));
+        return;
+    }
+    b->has_counted_by = true;
+    b->counted_by = KSM_COUNT_SOURCE_WALK;
+    b->has_resident_pages = true;
+    b->resident_pages = e->count.present_pages;
+    b->has_merged_pages = true;
+    b->merged_pages = e->count.ksm_pages;
+    b->has_zero_pages = true;
+    b->zero_pages = e->count.zero_pages;
+}
+
+static KsmCountInfo *count_info(const KsmCount *count)
+{
+    KsmCountInfo *info = g_new0(KsmCountInfo, 1);
+    strList **tail = &info->removed;
+
+    info->counting = ksm_count_running();
+    info->walks = ksm_count_walks();
+    if (!count) {
+        return info;
+    }
+    info->has_age = true;
+    info->age = qemu_clock_get_ms(QEMU_CLOCK_REALTIME) - count->started_ms;
+    info->has_duration = true;
+    info->duration = count->finished_ms - count->started_ms;
+    for (guint i = 0; i < count->entries->len; i++) {
+        const KsmCountEntry *e = &g_array_index(count->entries,
+                                                KsmCountEntry, i);
+
+        if (e->removed) {
+            QAPI_LIST_APPEND(tail, g_strdup(e->range.id));
+        }
+    }
+    return info;
+}
+
+/*
+ * The answer, built from reads that cost the same at any guest size: the
+ * host's sysfs files, this process's ksm_stat, and QEMU's own objects.
+ * With walk, the latest walk's counts are added (the walk itself runs in
+ * a worker thread).
+ */
+static KsmStats *ksm_stats(bool walk)
 {
     g_autoptr(KsmContext) ctx = ksm_context_new(NULL, NULL);
+    g_auto(KsmProcStat) st = { 0 };
     KsmStats *stats = g_new0(KsmStats, 1);
     KsmBackendStatsList **tail = &stats->backends;
     GArray *ranges = ksm_backend_ranges();
-    g_autofree char *smaps = NULL;
+    const KsmCount *count = walk ? ksm_count_latest() : NULL;
+    const KsmBackendRange *sole = NULL;
+    bool st_read = ksm_proc_stat_read(ctx, getpid(), &st, NULL);
 
-    if (!has_exact) {
-        exact = true;
-    }
     stats->page_size = ksm_context_page_size(ctx);
     stats->host = host_stats(ctx);
-    stats->process = process_stats(ctx);
-
-    /* One read of smaps serves every backend. */
-    if (ranges->len) {
-        smaps = ksm_smaps_read(ctx, getpid(), NULL);
+    stats->process = process_stats(&st, st_read);
+    if (st_read && st.merge_any == 0 &&
+        st.present[KSM_PROC_MERGING_PAGES]) {
+        sole = ksm_backend_sole_mergeable(ranges);
     }
     for (guint i = 0; i < ranges->len; i++) {
-        QAPI_LIST_APPEND(tail, backend_stats(ctx, &g_array_index(ranges,
-                                             KsmBackendRange, i),
-                                             smaps, exact));
+        const KsmBackendRange *r = &g_array_index(ranges, KsmBackendRange, i);
+        KsmBackendStats *b = backend_stats(r);
+        const KsmCountEntry *e = ksm_count_find(count, r);
+
+        if (e) {
+            add_walk_counts(b, e);
+        } else if (r == sole) {
+            b->has_counted_by = true;
+            b->counted_by = KSM_COUNT_SOURCE_PROCESS;
+            b->has_merged_pages = true;
+            b->merged_pages = st.value[KSM_PROC_MERGING_PAGES];
+        }
+        QAPI_LIST_APPEND(tail, b);
+    }
+    if (walk) {
+        KSM_COMPAT_SET_OPTIONAL_PTR(stats, count, count_info(count));
     }
     ksm_backend_ranges_free(ranges);
     return stats;
+}
+
+KsmStats *qmp_query_ksm_stats(bool has_exact, bool exact,
+                              bool has_max_age, int64_t max_age,
+                              Error **errp)
+{
+    if (has_max_age && max_age < 0) {
+        error_setg(errp, "max-age must be 0 or more milliseconds, not %"
+                   PRId64, max_age);
+        return NULL;
+    }
+    if (has_max_age && !(has_exact && exact)) {
+        error_setg(errp, "max-age applies only with exact=true");
+        return NULL;
+    }
+    if (has_exact && exact) {
+        ksm_count_request(has_max_age ? max_age : 1000);
+    }
+    return ksm_stats(has_exact && exact);
 }
 
 static void print_mib(Monitor *mon, const char *label, int64_t pages,
@@ -190,7 +263,7 @@ static void print_mib(Monitor *mon, const char *label, int64_t pages,
 
 void hmp_info_ksm(Monitor *mon, const QDict *qdict)
 {
-    KsmStats *stats = qmp_query_ksm_stats(true, true, NULL);
+    KsmStats *stats = ksm_stats(true);
     KsmHostStats *h = stats->host;
     KsmProcessStats *p = stats->process;
     static const char *const run_names[] = { "stopped", "running",
@@ -217,17 +290,31 @@ void hmp_info_ksm(Monitor *mon, const QDict *qdict)
                    "zero");
     for (KsmBackendStatsList *l = stats->backends; l; l = l->next) {
         KsmBackendStats *b = l->value;
+        const char *mergeable = !b->has_mergeable ? "?" :
+            b->mergeable ? "yes" :
+            b->has_mergeable_size && b->mergeable_size ? "partly" : "no";
 
         monitor_printf(mon, "%-16s %-20s %10" PRIu64 " %-5s %-9s ", b->id,
                        b->type, b->size >> 20, b->merge ? "on" : "off",
-                       b->mergeable ? "yes" :
-                       b->mergeable_size ? "partly" : "no");
+                       mergeable);
         if (b->has_merged_pages) {
-            monitor_printf(mon, "%10" PRId64 " %10" PRId64 "\n",
-                           b->merged_pages, b->zero_pages);
+            monitor_printf(mon, "%10" PRId64 " ", b->merged_pages);
         } else {
-            monitor_printf(mon, "%10s %10s\n", "-", "-");
+            monitor_printf(mon, "%10s ", "-");
+        }
+        if (b->has_zero_pages) {
+            monitor_printf(mon, "%10" PRId64 "\n", b->zero_pages);
+        } else {
+            monitor_printf(mon, "%10s\n", "-");
         }
     }
+    if (stats->count && stats->count->has_age) {
+        monitor_printf(mon, "merged/zero from the latest exact count, %"
+                       PRId64 " ms old", stats->count->age);
+    } else {
+        monitor_printf(mon, "merged: this process's counter where one "
+                       "backend is all its mergeable memory");
+    }
+    monitor_printf(mon, "; query-ksm-stats exact=true counts per backend\n");
     qapi_free_KsmStats(stats);
 }

@@ -222,7 +222,17 @@ class Guest:
         return reply.decode()
 
     def backend_stats(self, exact=True, bid='m0'):
-        for b in self.qmp.cmd('query-ksm-stats', exact=exact)['backends']:
+        """A backend's query-ksm-stats figures; exact: with counts from a
+        walk (QEMU's worker thread) that started after this call."""
+        answer = self.qmp.cmd('query-ksm-stats')
+        t0 = time.monotonic()
+        while exact:
+            elapsed = int((time.monotonic() - t0) * 1000)
+            answer = self.qmp.cmd('query-ksm-stats', exact=True, **{'max-age': elapsed})
+            if answer['count'].get('age', elapsed + 1) <= elapsed:
+                break
+            time.sleep(0.002)
+        for b in answer['backends']:
             if b['id'] == bid:
                 return b
         raise BenchError(f'{self.name}: backend {bid} not in query-ksm-stats')

@@ -789,10 +789,14 @@ class HookTest(unittest.TestCase):
         # (pagemap + kpageflags, read here independently of libksm and QEMU).
         after = samepage.independent_range_count(pid, *ram)
         self.assertEqual(after['ksm'], 0, after)
-        # QEMU's own view: the backend is out of KSM for good.
-        stats = json.loads(virsh('qemu-monitor-command', a.name,
-                                 '{"execute":"query-ksm-stats","arguments":{"exact":false}}').stdout)
-        backend = {x['id']: x for x in stats['return']['backends']}['pc.ram']
+        # QEMU's own view: the backend is out of KSM for good, as read back
+        # from the kernel by an exact count (a walk in QEMU's worker thread:
+        # the answer carries the latest walk's figures; the default answer
+        # cannot prove merge=off of a stock backend under mem-merge=on).
+        stats = samepage.query_ksm_stats_fresh(lambda **a_: json.loads(virsh(
+            'qemu-monitor-command', a.name,
+            json.dumps({'execute': 'query-ksm-stats', 'arguments': a_})).stdout)['return'])
+        backend = {x['id']: x for x in stats['backends']}['pc.ram']
         self.assertFalse(backend['merge'])
         self.assertFalse(backend['mergeable'])
         # (out's merging_pages_after lags: the kernel's ksm_merging_pages

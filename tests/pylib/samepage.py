@@ -293,6 +293,23 @@ def ram_range(pid, size):
     return (exact or found)[0] if (exact or found) else None
 
 
+def query_ksm_stats_fresh(query, timeout=120):
+    """query-ksm-stats with exact counts from a walk that started after this
+    call.  Walks run in QEMU's worker thread; an exact answer carries the
+    latest finished walk's counts and their age, and starts a walk when they
+    are older than max-age.  query(**args) returns the answer's "return"."""
+    t0 = time.monotonic()
+    while True:
+        elapsed_ms = int((time.monotonic() - t0) * 1000)
+        r = query(exact=True, **{'max-age': elapsed_ms})
+        age = r['count'].get('age')
+        if age is not None and age <= elapsed_ms:
+            return r
+        if elapsed_ms > timeout * 1000:
+            raise AssertionError(f'no walk of query-ksm-stats finished in {timeout} s: {r["count"]}')
+        time.sleep(0.005)
+
+
 def which(name):
     return shutil.which(name)
 
@@ -533,7 +550,11 @@ class Guest:
             raise AssertionError(f'{self.name}: {cmd} failed: {r["error"]}')
         return r['return']
 
-    def ksm_stats(self, **args):
+    def ksm_stats(self, exact=True, **args):
+        """query-ksm-stats; exact: with counts from a walk that started
+        after this call (query_ksm_stats_fresh)."""
+        if exact:
+            return query_ksm_stats_fresh(lambda **a: self.cmd('query-ksm-stats', **a))
         return self.cmd('query-ksm-stats', **args)
 
     def backend(self, bid=None, **args):

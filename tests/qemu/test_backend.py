@@ -5,7 +5,12 @@ built QEMU, without a guest: the qtest accelerator writes guest RAM
 Run for one QEMU version, chosen by SAMEPAGE_QEMU_VERSION (7.2 or 10.0):
     SAMEPAGE_QEMU_VERSION=7.2 tests/pylib/taprunner.py tests/qemu/test_backend.py
 """
+import json
 import os
+import re
+import shutil
+import socket
+import tempfile
 import time
 import unittest
 
@@ -17,6 +22,48 @@ GUEST_RAM_BASE = 0x100000   # fill above the first MiB (BIOS/VGA holes below)
 
 # Scan fast while a test waits for merging.
 FAST_KSM = dict(run=1, pages_to_scan=20000, sleep_millisecs=0)
+
+
+class RawQmp:
+    """A QMP monitor spoken to over its socket, so that several requests go
+    out at once (pipelined, or on several monitors) before any answer is
+    read."""
+
+    def __init__(self, path, registry):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.buf = b''
+        self.events = []
+        registry.append(self)
+        self.read()                                     # the greeting
+        self.send({'execute': 'qmp_capabilities'})
+        assert 'return' in self.read()
+
+    def send(self, *cmds):
+        self.sock.sendall(b''.join(json.dumps(c).encode() + b'\n' for c in cmds))
+
+    def read(self, timeout=60):
+        """The next message that is not an event."""
+        self.sock.settimeout(timeout)
+        while True:
+            while b'\n' not in self.buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise AssertionError('QMP monitor closed')
+                self.buf += chunk
+            line, _, self.buf = self.buf.partition(b'\n')
+            msg = json.loads(line)
+            if 'event' in msg:
+                self.events.append(msg)
+                continue
+            return msg
+
+    def cmd(self, name, **args):
+        self.send({'execute': name, 'arguments': args})
+        return self.read()
+
+    def close(self):
+        self.sock.close()
 
 
 class QemuTestCase(unittest.TestCase):
@@ -36,9 +83,11 @@ class QemuTestCase(unittest.TestCase):
 
     def tearDown(self):
         for vm in self.vms:
+            for mon in getattr(vm, 'raw_monitors', []):
+                mon.close()
             vm.shutdown()
 
-    def launch(self, *args, machine='pc', ram='m0', mem=128, maxmem=None):
+    def launch(self, *args, machine='pc', ram='m0', mem=128, maxmem=None, monitors=0):
         """QEMU with guest RAM from backend `ram` (a memory-backend-ksm of
         `mem` MiB is added unless args create it)."""
         from qemu.machine.qtest import QEMUQtestMachine
@@ -47,9 +96,16 @@ class QemuTestCase(unittest.TestCase):
             args += ['-object', f'memory-backend-ksm,id={ram},size={mem}M']
         machine_opt = f'{machine},memory-backend={ram}' if ram else machine
         m = f'size={mem}M' + (f',slots=2,maxmem={maxmem}' if maxmem else '')
+        sock_dir = tempfile.mkdtemp(prefix='samepage-qmp-')
+        self.addCleanup(shutil.rmtree, sock_dir, True)
+        extra = [os.path.join(sock_dir, f'm{i}.sock') for i in range(monitors)]
+        mon_args = [a for p in extra for a in ('-qmp', f'unix:{p},server=on,wait=off')]
         vm = QEMUQtestMachine(self.paths['qemu'],
-                              args=['-nodefaults', '-machine', machine_opt, '-m', m, *args])
+                              args=['-nodefaults', '-machine', machine_opt, '-m', m, *args,
+                                    *mon_args])
         vm.launch()
+        vm.qmp_extra = extra
+        vm.raw_monitors = []
         self.vms.append(vm)
         return vm
 
@@ -58,11 +114,22 @@ class QemuTestCase(unittest.TestCase):
         self.assertIn('return', r, r)
         return r['return']
 
-    def backend(self, vm, bid, **kw):
-        for b in self.stats(vm, **kw)['backends']:
+    def fresh_stats(self, vm):
+        """An exact answer with counts from a walk started after this call."""
+        return sp.query_ksm_stats_fresh(lambda **a: self.stats(vm, **a))
+
+    def backend(self, vm, bid, exact=True):
+        """A backend's figures: with exact counts from a fresh walk, or the
+        default answer that costs no walk."""
+        answer = self.fresh_stats(vm) if exact else self.stats(vm)
+        for b in answer['backends']:
             if b['id'] == bid:
                 return b
         self.fail(f'backend {bid} not in query-ksm-stats')
+
+    def monitor(self, vm):
+        """A second QMP monitor of vm, spoken to directly (RawQmp)."""
+        return RawQmp(vm.qmp_extra[len(vm.raw_monitors)], vm.raw_monitors)
 
     def assert_alive(self, vm):
         r = vm.qmp('query-status')
@@ -70,6 +137,54 @@ class QemuTestCase(unittest.TestCase):
 
     def fill_identical(self, vm, mib, value=0x5a):
         vm.qtest(f'memset {GUEST_RAM_BASE:#x} {mib * MiB:#x} {value:#x}')
+
+    def merged_vm(self, mib=64, mem=128, machine='pc'):
+        vm = self.launch('-object', f'memory-backend-ksm,id=m0,size={mem}M', mem=mem,
+                         machine=machine, monitors=1)
+        self.fill_identical(vm, mib)
+        sp.samepage('set', *[f'{k}={v}' for k, v in FAST_KSM.items()])
+        self.wait_merged(vm, 'm0', mib * MiB // sp.PAGE * 9 // 10)
+        return vm
+
+    def wait_job(self, vm, job_id, timeout=60):
+        seen = []
+        def concluded():
+            jobs = [j for j in vm.qmp('query-jobs')['return'] if j['id'] == job_id]
+            if jobs:
+                seen.append(jobs[0])
+            return jobs and jobs[0]['status'] == 'concluded'
+        sp.wait_for(concluded, timeout, interval=0.01, what=f'job {job_id} to conclude')
+        return seen
+
+    def pause_then_cancel(self, vm, bid):
+        """Start unmerging bid, paused at its first chunk boundary (the
+        pause goes out in the same write as the command), then cancel."""
+        mon = vm.raw_monitors[0] if vm.raw_monitors else self.monitor(vm)
+        for attempt in range(5):
+            mon.send({'execute': 'ksm-unmerge',
+                      'arguments': {'id': bid, 'job-id': 'c', 'auto-dismiss': False}},
+                     {'execute': 'job-pause', 'arguments': {'id': 'c'}})
+            self.assertEqual(mon.read(), {'return': {}})
+            r = mon.read()
+            if r == {'return': {}}:
+                break
+            # A job with nothing to do may conclude before the pause is
+            # read: that attempt tells nothing; start again.
+            self.assertIn('concluded', r['error']['desc'])
+            self.wait_job(vm, 'c')
+            self.assertEqual(vm.qmp('job-dismiss', id='c'), {'return': {}})
+        else:
+            self.fail('the job always concluded before it could be paused')
+
+        def paused():
+            jobs = vm.qmp('query-jobs')['return']
+            return jobs and jobs[0]['status'] in ('paused', 'standby')
+        sp.wait_for(paused, 30, interval=0.01, what='the job to pause')
+        self.assertEqual(vm.qmp('job-cancel', id='c'), {'return': {}})
+        final = self.wait_job(vm, 'c')[-1]
+        self.assertGreater(final['current-progress'], 0, 'a first chunk was done')
+        self.assertLess(final['current-progress'], final['total-progress'])
+        return final
 
     def wait_merged(self, vm, bid, pages, timeout=60):
         return sp.wait_for(lambda: self.backend(vm, bid)['merged-pages'] >= pages, timeout,
@@ -93,7 +208,16 @@ class TestType(QemuTestCase):
                                  '-object', 'memory-backend-ram,id=ram,size=32M,merge=off',
                                  machine=f'pc,mem-merge={mem_merge}')
                 pid = vm.get_pid()
-                by_id = {b['id']: b for b in self.stats(vm)['backends']}
+                cheap = {b['id']: b for b in self.stats(vm)['backends']}
+                by_id = {b['id']: b for b in self.fresh_stats(vm)['backends']}
+                # Without a walk: what QEMU registered; the stock backend's
+                # merge=off proves nothing under mem-merge=on.
+                self.assertEqual((cheap['m0']['mergeable'], cheap['off']['mergeable']),
+                                 (True, False))
+                if mem_merge == 'on':
+                    self.assertNotIn('mergeable', cheap['ram'])
+                else:
+                    self.assertFalse(cheap['ram']['mergeable'])
                 self.assertEqual(by_id['m0']['merge'], True)
                 self.assertEqual(by_id['m0']['mergeable'], True)
                 self.assertEqual(by_id['off']['merge'], False)
@@ -180,10 +304,19 @@ class TestStats(QemuTestCase):
 
     def test_exact_counts_optional(self):
         vm = self.launch('-object', 'memory-backend-ksm,id=m0,size=128M')
-        b = self.backend(vm, 'm0', exact=False)
-        self.assertNotIn('merged-pages', b)
+        answer = self.stats(vm)
+        self.assertNotIn('count', answer)
+        for key in ('merged-pages', 'resident-pages', 'zero-pages', 'mergeable-size',
+                    'counted-by'):
+            self.assertNotIn(key, answer['backends'][0])
         b = self.backend(vm, 'm0')
-        self.assertIn('merged-pages', b)
+        self.assertEqual(b['counted-by'], 'walk')
+        for key in ('merged-pages', 'resident-pages', 'zero-pages', 'mergeable-size'):
+            self.assertIn(key, b)
+        for bad in ({'max-age': -1, 'exact': True}, {'max-age': 5}, {'max-age': 'x'}):
+            r = vm.qmp('query-ksm-stats', **bad)
+            self.assertIn('error', r, bad)
+            self.assertIn('max-age', r['error']['desc'])
 
     def test_info_ksm(self):
         vm = self.launch('-object', 'memory-backend-ksm,id=m0,size=128M')
@@ -193,23 +326,6 @@ class TestStats(QemuTestCase):
 
 
 class TestUnmerge(QemuTestCase):
-    def merged_vm(self, mib=64, mem=128):
-        vm = self.launch('-object', f'memory-backend-ksm,id=m0,size={mem}M', mem=mem)
-        self.fill_identical(vm, mib)
-        sp.samepage('set', *[f'{k}={v}' for k, v in FAST_KSM.items()])
-        self.wait_merged(vm, 'm0', mib * MiB // sp.PAGE * 9 // 10)
-        return vm
-
-    def wait_job(self, vm, job_id, timeout=60):
-        seen = []
-        def concluded():
-            jobs = [j for j in vm.qmp('query-jobs')['return'] if j['id'] == job_id]
-            if jobs:
-                seen.append(jobs[0])
-            return jobs and jobs[0]['status'] == 'concluded'
-        sp.wait_for(concluded, timeout, interval=0.01, what=f'job {job_id} to conclude')
-        return seen
-
     def test_unmerge_job(self):
         vm = self.merged_vm()
         r = vm.qmp('ksm-unmerge', id='m0', **{'job-id': 'u', 'auto-dismiss': False})
@@ -235,12 +351,7 @@ class TestUnmerge(QemuTestCase):
         sp.samepage('set', 'run=0')
         time.sleep(0.5)
         # Pause at the first chunk boundary, then cancel: deterministic.
-        r = vm.qmp('ksm-unmerge', id='m0', **{'job-id': 'c', 'auto-dismiss': False})
-        self.assertEqual(r, {'return': {}})
-        vm.qmp('job-pause', id='c')
-        self.assertEqual(vm.qmp('job-cancel', id='c'), {'return': {}})
-        final = self.wait_job(vm, 'c')[-1]
-        self.assertLess(final['current-progress'], final['total-progress'])
+        final = self.pause_then_cancel(vm, 'm0')
         self.assertIn('error', final)
         b = self.backend(vm, 'm0')
         self.assertTrue(b['merge'], 'a cancelled unmerge leaves merge on')
@@ -255,7 +366,18 @@ class TestUnmerge(QemuTestCase):
         self.assert_alive(vm)
 
     def test_unmerge_refused_without_headroom(self):
+        # mem-merge=off, one mergeable backend: this process's own counters
+        # are the need, and the command refuses at once.
+        vm = self.merged_vm(machine='pc,mem-merge=off')
+        self.refused_without_headroom(vm, in_job=False)
+
+    def test_unmerge_refused_without_headroom_counted_in_job(self):
+        # mem-merge=on: ROMs and the like may hold merged pages too, so the
+        # job counts the backend exactly in its thread, and fails untouched.
         vm = self.merged_vm()
+        self.refused_without_headroom(vm, in_job=True)
+
+    def refused_without_headroom(self, vm, in_job):
         cg = sp.MemoryCgroup('qemu-unmerge', 1 << 40)
         self.addCleanup(cg.remove)
         self.addCleanup(lambda: vm.shutdown())
@@ -268,13 +390,20 @@ class TestUnmerge(QemuTestCase):
             usage = int(f.read())
         cg._write('memory.max' if cg.v2 else 'memory.limit_in_bytes', str(usage + 24 * MiB))
         before = self.backend(vm, 'm0')
-        r = vm.qmp('ksm-unmerge', id='m0')
-        self.assertIn('error', r)
-        desc = r['error']['desc']
+        r = vm.qmp('ksm-unmerge', id='m0', **{'job-id': 'h', 'auto-dismiss': False})
+        if in_job:
+            self.assertEqual(r, {'return': {}})
+            final = self.wait_job(vm, 'h')[-1]
+            desc = final.get('error', '')
+            self.assertEqual(final['current-progress'], 0, 'nothing was unmerged')
+            self.assertIn('counted', desc)
+        else:
+            self.assertIn('error', r)
+            desc = r['error']['desc']
+            self.assertEqual(vm.qmp('query-jobs')['return'], [])
         self.assertRegex(desc, r'may need \d+ MiB')
         self.assertRegex(desc, r'only \d+ MiB is available')
         self.assertIn('memory cgroup limit', desc)
-        self.assertEqual(vm.qmp('query-jobs')['return'], [])
         after = self.backend(vm, 'm0')
         self.assertEqual((after['merge'], after['mergeable']), (True, True))
         self.assertGreaterEqual(after['merged-pages'], before['merged-pages'] * 9 // 10)
@@ -309,6 +438,240 @@ class TestUnmerge(QemuTestCase):
             self.assert_alive(vm)
         r = vm.qmp('query-ksm-stats', exact='yes')
         self.assertIn('error', r)
+        self.assert_alive(vm)
+
+
+class TestUnmergeRestores(QemuTestCase):
+    """A cancelled or failed ksm-unmerge puts the backend back as it was,
+    and never registers memory of a merge=off backend with KSM."""
+
+    def test_cancel_merge_off_ksm_backend(self):
+        vm = self.launch('-object', 'memory-backend-ksm,id=m0,size=128M',
+                         '-object', 'memory-backend-ksm,id=off,size=4G,merge=off',
+                         monitors=1)
+        pid = vm.get_pid()
+        start, length = sp.ram_range(pid, 4096 * MiB)
+        self.assertEqual(sp.smaps_mergeable(pid, start, length), 0)
+        self.pause_then_cancel(vm, 'off')
+        self.assertEqual(sp.smaps_mergeable(pid, start, length), 0,
+                         'a cancelled unmerge registered merge=off memory with KSM')
+        b = self.backend(vm, 'off')
+        self.assertEqual((b['merge'], b['mergeable'], b['mergeable-size']), (False, False, 0))
+
+    def test_cancel_libvirt_pc_ram_nosharepages(self):
+        # libvirt's <nosharepages/>: -machine mem-merge=off and pc.ram a
+        # memory-backend-ram (merge defaults to the machine's mem-merge).
+        vm = self.launch('-object', 'memory-backend-ram,id=pc.ram,size=2G', ram='pc.ram',
+                         mem=2048, machine='pc,mem-merge=off', monitors=1)
+        pid = vm.get_pid()
+        start, length = sp.ram_range(pid, 2048 * MiB)
+        self.fill_identical(vm, 200)
+        self.assertEqual(sp.smaps_mergeable(pid, start, length), 0)
+        self.pause_then_cancel(vm, 'pc.ram')
+        self.assertEqual(sp.smaps_mergeable(pid, start, length), 0,
+                         'a cancelled unmerge registered pc.ram with KSM under <nosharepages/>')
+        self.assertFalse(self.backend(vm, 'pc.ram', exact=False)['mergeable'])
+
+    def test_failed_unmerge_of_merge_off_backend(self):
+        # Stock memory-backend-ram with merge=off under mem-merge=on: QEMU
+        # registers it with KSM all the same, and its pages merge.  The
+        # unmerge fails part-way for want of memory; what it took out of KSM
+        # stays out, as merge=off asks.
+        vm = self.launch('-object', 'memory-backend-ram,id=pc.ram,size=128M,merge=off',
+                         ram='pc.ram')
+        pid = vm.get_pid()
+        start, length = sp.ram_range(pid, 128 * MiB)
+        self.assertEqual(sp.smaps_mergeable(pid, start, length), length)
+        self.fill_identical(vm, 96)
+        sp.samepage('set', *[f'{k}={v}' for k, v in FAST_KSM.items()])
+        self.wait_merged(vm, 'pc.ram', 96 * MiB // sp.PAGE * 9 // 10)
+        sp.samepage('set', 'run=0')
+        time.sleep(0.5)
+
+        cg = sp.MemoryCgroup('qemu-unmerge-fail', 1 << 40)
+        self.addCleanup(cg.remove)
+        self.addCleanup(lambda: vm.shutdown())
+        cg.add(pid)
+        if cg.v2:
+            # No OOM kill (nothing in the group may be killed): the charge
+            # fails, and MADV_UNMERGEABLE says EAGAIN.
+            with open(f'/proc/{pid}/oom_score_adj', 'w') as f:
+                f.write('-1000')
+            usage_file, limit_file, events = 'memory.current', 'memory.max', 'memory.events'
+        else:
+            cg._write('memory.oom_control', '1')
+            usage_file, limit_file, events = ('memory.usage_in_bytes', 'memory.limit_in_bytes',
+                                              'memory.failcnt')
+        with open(os.path.join(cg.path, usage_file)) as f:
+            usage = int(f.read())
+        # Room for two 16 MiB chunks of copies, not for the third.
+        cg._write(limit_file, str(usage + 40 * MiB))
+
+        def hit_limit():
+            with open(os.path.join(cg.path, events)) as f:
+                text = f.read()
+            if cg.v2:
+                return int(re.search(r'^max (\d+)', text, re.M).group(1)) > 0
+            return int(text) > 0
+        r = vm.qmp('ksm-unmerge', id='pc.ram', force=True,
+                   **{'job-id': 'f', 'auto-dismiss': False})
+        self.assertEqual(r, {'return': {}})
+        sp.wait_for(hit_limit, 60, interval=0.01, what='the unmerge to reach the limit')
+        time.sleep(1)       # libksm retries EAGAIN for 31 ms, then the job fails
+        cg._write(limit_file, str(1 << 40))
+        final = self.wait_job(vm, 'f')[-1]
+        self.assertIn('error', final, final)
+        done = final['current-progress']
+        self.assertGreater(done, 0)
+        self.assertLess(done, length)
+        self.assertEqual(sp.smaps_mergeable(pid, start, done), 0,
+                         'a failed unmerge registered merge=off memory with KSM again')
+        self.assert_alive(vm)
+
+
+class TestWalk(QemuTestCase):
+    """Exact counts come from walks in a worker thread: the default answer
+    walks nothing, concurrent callers share a walk, a backend deleted
+    during a walk is answered clearly, and the counts are right."""
+
+    def merged(self, vm, bid, mib, base=GUEST_RAM_BASE):
+        vm.qtest(f'memset {base:#x} {mib * MiB:#x} 0x5a')
+        sp.samepage('set', *[f'{k}={v}' for k, v in FAST_KSM.items()])
+        sp.wait_for(lambda: self.backend(vm, bid)['merged-pages'] >= mib * MiB // sp.PAGE * 9 // 10,
+                    120, what=f'{mib} MiB merged in {bid}')
+        sp.samepage('set', 'run=0')
+        time.sleep(0.3)
+
+    def test_default_answer_walks_nothing(self):
+        vm = self.launch('-object', 'memory-backend-ksm,id=m0,size=128M')
+        for _ in range(5):
+            answer = self.stats(vm)
+            self.assertNotIn('count', answer)
+            self.assertNotIn('resident-pages', answer['backends'][0])
+        count = self.stats(vm, exact=True, **{'max-age': 10 ** 9})['count']
+        self.assertEqual((count['walks'], count['counting']), (1, True),
+                         'the default answers started no walk')
+        self.assertNotIn('age', count, 'no walk had finished')
+
+    def test_process_counter_attribution(self):
+        vm = self.launch('-object', 'memory-backend-ksm,id=m0,size=128M',
+                         '-object', 'memory-backend-ksm,id=off,size=16M,merge=off',
+                         machine='pc,mem-merge=off')
+        self.merged(vm, 'm0', 64)
+        with open(f'/proc/{vm.get_pid()}/ksm_stat') as f:
+            merging = int(re.search(r'^ksm_merging_pages (\d+)', f.read(), re.M).group(1))
+        by_id = {b['id']: b for b in self.stats(vm)['backends']}
+        self.assertEqual((by_id['m0']['counted-by'], by_id['m0']['merged-pages']),
+                         ('process', merging))
+        self.assertNotIn('merged-pages', by_id['off'])
+        # A second mergeable backend: the counter is no longer one backend's.
+        self.assertEqual(vm.qmp('object-add', **{'qom-type': 'memory-backend-ksm',
+                                                 'id': 'b2', 'size': 16 * MiB}), {'return': {}})
+        for b in self.stats(vm)['backends']:
+            self.assertNotIn('merged-pages', b, b['id'])
+
+    def test_no_attribution_under_mem_merge(self):
+        vm = self.launch('-object', 'memory-backend-ksm,id=m0,size=128M')
+        for b in self.stats(vm)['backends']:
+            self.assertNotIn('merged-pages', b, 'ROMs are registered too under mem-merge=on')
+
+    def test_counts_agree_with_independent_count(self):
+        vm = self.launch('-object', 'memory-backend-ksm,id=m0,size=128M')
+        self.merged(vm, 'm0', 64)
+        pid = vm.get_pid()
+        for _ in range(3):
+            first = self.backend(vm, 'm0')
+            mine = sp.independent_range_count(pid, *sp.ram_range(pid, 128 * MiB))
+            again = self.backend(vm, 'm0')
+            keys = ('merged-pages', 'zero-pages', 'resident-pages')
+            if all(first[k] == again[k] for k in keys):
+                break
+            sp.note(f'figures moved ({first} -> {again}): again')
+        self.assertEqual((first['merged-pages'], first['zero-pages'], first['resident-pages']),
+                         (mine['ksm'], mine['zero'], mine['present']))
+        self.assertGreater(first['merged-pages'], 64 * MiB // sp.PAGE * 9 // 10)
+
+    def test_concurrent_exact_requests_share_one_walk(self):
+        n = 8
+        vm = self.launch('-object', 'memory-backend-ksm,id=m0,size=512M', mem=512, monitors=n)
+        self.merged(vm, 'm0', 384)
+        walks = self.fresh_stats(vm)['count']['walks']
+        mons = [self.monitor(vm) for _ in range(n)]
+        for mon in mons:
+            mon.send({'execute': 'query-ksm-stats', 'arguments': {'exact': True, 'max-age': 0}})
+        answers = [mon.read() for mon in mons]
+        for a in answers:
+            self.assertIn('return', a, a)
+            self.assertEqual(a['return']['count']['walks'], walks + 1, 'one walk for all')
+        self.assertTrue(answers[0]['return']['count']['counting'])
+        b = self.backend(vm, 'm0')
+        self.assertGreater(b['merged-pages'], 0)
+
+    def dimm_vm(self, mib):
+        vm = self.launch(maxmem='4G', monitors=1)
+        self.assertEqual(vm.qmp('object-add', **{'qom-type': 'memory-backend-ksm', 'id': 'hp',
+                                                 'size': mib * MiB}), {'return': {}})
+        self.assertEqual(vm.qmp('device_add', driver='pc-dimm', id='dimm0', memdev='hp'),
+                         {'return': {}})
+        addr = vm.qmp('query-memory-devices')['return'][0]['data']['addr']
+        self.merged(vm, 'hp', mib - 1, base=addr)
+        return vm
+
+    def eject_dimm(self, vm):
+        """The guest's side of device_del: ACPI memory hotplug eject of slot
+        0 (selector at 0xa00, command at 0xa14), through qtest."""
+        vm.qtest('outl 0xa00 0x0')
+        vm.qtest('outl 0xa14 0x8')
+
+    def test_unplug_during_walk(self):
+        vm = self.dimm_vm(512)
+        pid = vm.get_pid()
+        self.assertIsNotNone(sp.ram_range(pid, 512 * MiB))
+        mon = self.monitor(vm)
+        self.assertEqual(vm.qmp('device_del', id='dimm0'), {'return': {}})
+        mon.send({'execute': 'query-ksm-stats', 'arguments': {'exact': True, 'max-age': 0}})
+        self.eject_dimm(vm)
+        mon.send({'execute': 'object-del', 'arguments': {'id': 'hp'}})
+        started = mon.read()['return']['count']
+        self.assertTrue(started['counting'])
+        self.assertEqual(mon.read(), {'return': {}}, 'object-del during the walk')
+        sp.wait_for(lambda: not self.stats(vm, exact=True, **{'max-age': 10 ** 9})['count']['counting'],
+                    60, interval=0.01, what='the walk to end')
+        answer = self.stats(vm, exact=True, **{'max-age': 10 ** 9})
+        self.assertEqual(answer['count']['removed'], ['hp'])
+        self.assertEqual(answer['count']['walks'], started['walks'])
+        self.assertNotIn('hp', [b['id'] for b in answer['backends']])
+        # Freed once the walk dropped its reference (QEMU unmaps RAM blocks
+        # after an RCU grace period).
+        def freed():
+            left = sp.ram_range(pid, 512 * MiB)
+            return not (left and left[1] == 512 * MiB)
+        sp.wait_for(freed, 30, interval=0.05, what='hp\'s memory to be unmapped')
+        self.assert_alive(vm)
+
+    def test_unplug_during_unmerge_preflight(self):
+        vm = self.dimm_vm(256)
+        pid = vm.get_pid()
+        cg = sp.MemoryCgroup('qemu-preflight', 1 << 40)
+        self.addCleanup(cg.remove)
+        self.addCleanup(lambda: vm.shutdown())
+        cg.add(pid)
+        usage_file = 'memory.current' if cg.v2 else 'memory.usage_in_bytes'
+        with open(os.path.join(cg.path, usage_file)) as f:
+            usage = int(f.read())
+        cg._write('memory.max' if cg.v2 else 'memory.limit_in_bytes', str(usage + 24 * MiB))
+        self.assertEqual(vm.qmp('device_del', id='dimm0'), {'return': {}})
+        # mem-merge=on: the counters bound the need too loosely, so the job
+        # counts hp in its thread first; hp goes away meanwhile.
+        r = vm.qmp('ksm-unmerge', id='hp', **{'job-id': 'p', 'auto-dismiss': False})
+        self.assertEqual(r, {'return': {}})
+        self.eject_dimm(vm)
+        self.assertEqual(vm.qmp('object-del', id='hp'), {'return': {}})
+        final = self.wait_job(vm, 'p')[-1]
+        self.assertIn('refused', final.get('error', ''), final)
+        self.assertEqual(final['current-progress'], 0)
+        self.assertEqual(vm.qmp('job-dismiss', id='p'), {'return': {}})
+        self.assertNotIn('hp', [b['id'] for b in self.stats(vm)['backends']])
         self.assert_alive(vm)
 
 

@@ -239,6 +239,56 @@ static void test_read_vanished(FakeTree *t, gconstpointer data)
     g_clear_error(&error);
 }
 
+static void check_parts(const char *text, guint64 start, guint64 len,
+                        const KsmAddrRange *want, guint n_want)
+{
+    GError *error = NULL;
+    g_autoptr(GArray) parts = ksm_range_smaps_mergeable_parts(text, start, len, &error);
+
+    g_assert_no_error(error);
+    g_assert_nonnull(parts);
+    g_assert_cmpuint(parts->len, ==, n_want);
+    for (guint i = 0; i < n_want; i++) {
+        g_assert_cmphex(g_array_index(parts, KsmAddrRange, i).start, ==, want[i].start);
+        g_assert_cmphex(g_array_index(parts, KsmAddrRange, i).end, ==, want[i].end);
+    }
+}
+
+static void test_mergeable_parts(void)
+{
+    g_autofree char *text = fake_smaps(TRUE);
+    GError *error = NULL;
+
+    /* The whole space: A and C, not B, the hole or the file. */
+    const KsmAddrRange all[] = { { A_START, B_START }, { C_START, C_END } };
+    check_parts(text, 0, G_MAXUINT64 / 2, all, G_N_ELEMENTS(all));
+    /* Clipped to the range asked about. */
+    const KsmAddrRange clip[] = { { A_START + 4 * KiB, B_START }, { C_START, C_START + 8 * KiB } };
+    check_parts(text, A_START + 4 * KiB, C_START + 8 * KiB - (A_START + 4 * KiB), clip,
+                G_N_ELEMENTS(clip));
+    /* Only B: nothing. */
+    check_parts(text, B_START, MiB, NULL, 0);
+    g_assert_null(ksm_range_smaps_mergeable_parts(text, V_START, G_MAXUINT64, &error));
+    g_assert_error(error, KSM_ERROR, KSM_ERROR_INVALID);
+    g_clear_error(&error);
+    g_assert_null(ksm_range_smaps_mergeable_parts("garbage\n", A_START, MiB, &error));
+    g_assert_error(error, KSM_ERROR, KSM_ERROR_PARSE);
+    g_clear_error(&error);
+}
+
+static void test_mergeable_parts_joined(void)
+{
+    /* One mapping split in three by madvise of its middle: mg, mg, not. */
+    GString *s = g_string_new(NULL);
+    add_area(s, A_START, A_START + MiB, "rw-p", NULL, "rd wr mr mw me ac mg", 0);
+    add_area(s, A_START + MiB, A_START + 2 * MiB, "rw-p", NULL, "rd wr mr mw me ac sd mg", 0);
+    add_area(s, A_START + 2 * MiB, A_START + 3 * MiB, "rw-p", NULL, "rd wr mr mw me ac", 0);
+    g_autofree char *text = g_string_free(s, FALSE);
+    const KsmAddrRange want[] = { { A_START, A_START + 2 * MiB } };
+
+    check_parts(text, A_START, 3 * MiB, want, G_N_ELEMENTS(want));
+}
+
 static void test_read_real_self(void)
 {
     /* The real kernel: our own anonymous mapping, before and after MADV_MERGEABLE.
@@ -291,6 +341,8 @@ int main(int argc, char **argv)
     g_test_add_func("/smaps/parse/empty", test_empty_text);
     g_test_add_func("/smaps/parse/malformed", test_malformed);
     g_test_add_func("/smaps/parse/wrapping-range", test_wrapping_range);
+    g_test_add_func("/smaps/parse/mergeable-parts", test_mergeable_parts);
+    g_test_add_func("/smaps/parse/mergeable-parts-joined", test_mergeable_parts_joined);
     FAKE_TEST("/smaps/read/file", test_read_file);
     FAKE_TEST("/smaps/read/vanished", test_read_vanished);
     g_test_add_func("/smaps/read/real-self", test_read_real_self);

@@ -66,6 +66,20 @@ char *ksm_smaps_read(const KsmContext *ctx, pid_t pid, GError **error);
 gboolean ksm_range_smaps_parse(const char *text, guint64 start, guint64 len,
                                KsmRangeSmaps *out, GError **error);
 
+/* An address range [start, end). */
+typedef struct {
+    guint64 start, end;
+} KsmAddrRange;
+
+/*
+ * The parts of [start, start+len) in areas with VmFlags "mg", in address
+ * order, adjacent areas joined: a GArray of KsmAddrRange (free with
+ * g_array_unref).  From smaps text (ksm_smaps_read): what a caller that is
+ * about to change the range's mergeability needs to put it back exactly.
+ */
+GArray *ksm_range_smaps_mergeable_parts(const char *text, guint64 start, guint64 len,
+                                        GError **error);
+
 /*
  * Exact page census of [start, start+len) from pagemap + kpageflags.
  * ksm_pages: present pages whose frame has KPF_KSM.  zero_pages: present
