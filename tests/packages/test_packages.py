@@ -223,7 +223,8 @@ class Host:
             raise AssertionError(f'dpkg-buildpackage exited {r.returncode}:\n'
                                  f'{(r.stdout + r.stderr)[-4000:]}')
         out = os.path.dirname(src)
-        self.debs = sorted(glob.glob(os.path.join(out, '*.deb')))
+        self.debs = sorted(d for d in glob.glob(os.path.join(out, '*.deb'))
+                           if not os.path.basename(d).split('_')[0].endswith('-dbgsym'))
         self.changes = glob.glob(os.path.join(out, '*.changes'))[0]
         return time.monotonic() - t, r.stdout + r.stderr
 
