@@ -129,13 +129,17 @@ def run_global(g):
 
 # ---- the kernel selftest (the peer's own figure) --------------------------------
 
+# Debian's linux-source-* packages (the peer tests point this elsewhere).
+KERNEL_SOURCES = '/usr/src/linux-source-*.tar.xz'
+
+
 def ksm_tests_binary():
     """Build tools/testing/selftests/mm/ksm_tests.c from the newest
     /usr/src/linux-source-*.tar.xz (as scripts/kernel-selftests does), cached
     under $SAMEPAGE_CACHE/bench/ by the tarball's name and size.  A kernel
     source without it, or whose ksm_tests has no -D (before 6.3: bookworm's
     linux-source-6.1), makes the peer absent, not the benchmark failed."""
-    tars = sorted(glob.glob('/usr/src/linux-source-*.tar.xz'),
+    tars = sorted(glob.glob(KERNEL_SOURCES),
                   key=lambda p: [int(x) if x.isdigit() else x
                                  for x in re.split(r'(\d+)', os.path.basename(p))])
     if not tars:
