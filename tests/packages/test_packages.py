@@ -562,13 +562,23 @@ class TestPackages(unittest.TestCase):
             for f in files:
                 if f and os.path.lexists(f) and not os.path.isdir(f):
                     self.fail(f'{f} of {pkg} is still there')
-        procs = {p: e for p, e in package_processes().items() if p not in self.before['procs']}
-        self.assertEqual(procs, {}, 'processes of the packages still run')
         # The hook ran ksmd for its guests; removing it unmerged and put every
         # knob back as the host had them before.
         self.assertEqual(knobs_now(), self.before['knobs'])
-        # The guests still run: KSM is off, nothing merged any more.
+        # The guests still run (on the QEMU the purge deleted, as any
+        # upgrade of a QEMU package leaves running guests): nothing merged.
         self.assertEqual(samepage.host_value('pages_sharing'), 0)
+        guests = {int(read_text(f'/run/libvirt/qemu/{PREFIX}{i}.pid').strip()) for i in range(2)}
+        procs = {p: e for p, e in package_processes().items()
+                 if p not in self.before['procs'] and p not in guests}
+        self.assertEqual(procs, {}, 'processes of the packages still run')
+        # Once the guests are gone, nothing of the packages runs.
+        for i in range(2):
+            virsh('destroy', f'{PREFIX}{i}')
+        samepage.wait_for(lambda: not any(pid_alive(p) for p in guests), 30,
+                          what='the guests\' QEMUs to exit')
+        procs = {p: e for p, e in package_processes().items() if p not in self.before['procs']}
+        self.assertEqual(procs, {}, 'processes of the packages still run')
 
 
 if __name__ == '__main__':
