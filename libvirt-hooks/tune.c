@@ -22,6 +22,7 @@
 
 #include "hook.h"
 #include <ksm/ksm-task.h>
+#include "tune-systemd.h"
 
 #define TUNE_FILE "tune.pid"
 #define STOP_WAIT_MS 3000
@@ -87,6 +88,9 @@ gboolean hook_tune_running(HookEnv *env, pid_t *pid_out, gboolean *died)
 
 gboolean hook_tune_kick(HookEnv *env, guint n_guests)
 {
+    if (hook_tune_use_systemd(env)) {   /* samepage-tune.service: tune-systemd.c */
+        return hook_tune_systemd_kick(env, n_guests);
+    }
     pid_t pid;
 
     if (!hook_tune_running(env, &pid, NULL)) {
@@ -138,6 +142,9 @@ G_NORETURN static void exec_tune(HookEnv *env)
 
 gboolean hook_tune_start(HookEnv *env, GError **error)
 {
+    if (hook_tune_use_systemd(env)) {
+        return hook_tune_systemd_start(env, error);
+    }
     const char *samepage = env->cfg->cli_path;
     int pipefd[2];
 
@@ -210,6 +217,10 @@ gboolean hook_tune_start(HookEnv *env, GError **error)
 
 void hook_tune_stop(HookEnv *env)
 {
+    if (hook_tune_use_systemd(env)) {
+        hook_tune_systemd_stop(env);
+        return;
+    }
     g_autofree char *path = tune_path(env);
     pid_t pid;
     guint64 start;

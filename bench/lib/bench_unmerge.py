@@ -21,8 +21,8 @@ import subprocess
 import tempfile
 import time
 
-from common import ENV, MiB, PAGE, BenchError, fmt, ksm_clean, ksm_set, ksm_stats, ksm_value, \
-    samepage, load_note, log, percentile, table
+from common import ENV, MiB, PAGE, BenchError, PeerAbsent, fmt, ksm_clean, ksm_set, ksm_stats, \
+    ksm_value, samepage, load_note, log, percentile, table
 from guest import Guest, start_all, stop_all_guests
 from qmp import LatencyProbe
 
@@ -129,23 +129,35 @@ def run_global(g):
 
 # ---- the kernel selftest (the peer's own figure) --------------------------------
 
+# Debian's linux-source-* packages (the peer tests point this elsewhere).
+KERNEL_SOURCES = '/usr/src/linux-source-*.tar.xz'
+
+
 def ksm_tests_binary():
     """Build tools/testing/selftests/mm/ksm_tests.c from the newest
     /usr/src/linux-source-*.tar.xz (as scripts/kernel-selftests does), cached
-    under $SAMEPAGE_CACHE/bench/ by the tarball's name and size."""
-    tars = sorted(glob.glob('/usr/src/linux-source-*.tar.xz'),
+    under $SAMEPAGE_CACHE/bench/ by the tarball's name and size.  A kernel
+    source without it, or whose ksm_tests has no -D (before 6.3: bookworm's
+    linux-source-6.1), makes the peer absent, not the benchmark failed."""
+    tars = sorted(glob.glob(KERNEL_SOURCES),
                   key=lambda p: [int(x) if x.isdigit() else x
                                  for x in re.split(r'(\d+)', os.path.basename(p))])
     if not tars:
-        raise BenchError('no /usr/src/linux-source-*.tar.xz (apt-get install linux-source)')
+        raise PeerAbsent('absent: no /usr/src/linux-source-*.tar.xz (scripts/setup installs '
+                         'linux-source-6.12)')
     tar = tars[-1]
     key = hashlib.sha256(f'{tar} {os.path.getsize(tar)}'.encode()).hexdigest()[:16]
     cache = os.path.join(ENV.cache, 'bench', f'ksm_tests-{key}')
     binary = os.path.join(cache, 'ksm_tests')
+    no_d = os.path.join(cache, 'no-D')
+    absent_no_d = PeerAbsent(f'absent: ksm_tests of {os.path.basename(tar)} has no -D '
+                             '(6.3+; scripts/setup installs linux-source-6.12)')
     if os.access(binary, os.X_OK):
         return binary, os.path.basename(tar)
+    if os.path.exists(no_d):
+        raise absent_no_d
     if not os.path.exists('/usr/include/numa.h'):
-        raise BenchError('ksm_tests needs numa.h (apt-get install libnuma-dev)')
+        raise PeerAbsent('absent: ksm_tests needs numa.h (scripts/setup installs libnuma-dev)')
     log(f'unmerge: building ksm_tests from {tar}')
     tmp = tempfile.mkdtemp(prefix='samepage-bench-kst-')
     try:
@@ -163,6 +175,14 @@ def ksm_tests_binary():
             sdir = os.path.join(top, 'tools/testing/selftests/vm')
         helpers = [f for f in ('vm_util.c', 'thp_settings.c') if os.path.exists(os.path.join(sdir, f))]
         os.makedirs(cache, exist_ok=True)
+        try:
+            with open(os.path.join(sdir, 'ksm_tests.c')) as f:
+                has_d = "case 'D':" in f.read()
+        except OSError:
+            raise PeerAbsent(f'absent: no ksm_tests.c in {os.path.basename(tar)}')
+        if not has_d:
+            open(no_d, 'w').close()     # remembered: no need to unpack it again
+            raise absent_no_d
         r = subprocess.run(['gcc', '-Wall', '-O2', '-I', top, '-isystem',
                             os.path.join(top, 'tools/include/uapi'), '-o', binary + '.tmp',
                             'ksm_tests.c', *helpers, '-lnuma'], cwd=sdir, capture_output=True,
@@ -257,6 +277,9 @@ def run(opts, reuse=None):
         res['selftest'] = dict(runs[len(runs) // 2])
         res['selftest']['all_mib_s'] = [x['mib_s'] for x in runs]
         res['selftest']['load'] = load_note()
+    except PeerAbsent as e:
+        log(f'unmerge: ksm_tests: {e}')
+        res['selftest'] = {'absent': str(e)}
     except BenchError as e:
         log(f'unmerge: ksm_tests: {e}')
         res['selftest'] = {'error': str(e)}
@@ -285,6 +308,8 @@ def render(res):
                 f'{x:.0f}' for x in st['all_mib_s']) + ' MiB/s')
     elif 'error' in st:
         rows.append(['ksm_tests -D', 'error: ' + st['error'][:70], '', '', '', ''])
+    elif 'absent' in st:
+        rows.append(['ksm_tests -D (kernel selftest)', st['absent'][:90], '', '', '', ''])
     if res.get('idle'):
         rows.append(['QMP idle (no unmerge)', '-', '-', '-', lat(res['idle']), str(res['idle']['n'])])
     notes = [f"load: {res.get('load', '-')}; ksmd stopped (run=0) during the measurements; before "
@@ -318,4 +343,5 @@ def render(res):
 
 
 def has_numbers(res):
-    return bool(res.get('jobs')) and 'global' in res and 'mib_s' in res.get('selftest', {})
+    st = res.get('selftest', {})
+    return bool(res.get('jobs')) and 'global' in res and ('mib_s' in st or 'absent' in st)

@@ -25,6 +25,11 @@ class BenchError(Exception):
     """A benchmark could not run (its table says why); others still run."""
 
 
+class PeerAbsent(BenchError):
+    """A peer is not on this machine (its row says why and how to get it):
+    never a failure, samepage's own figures stand without it."""
+
+
 class Env:
     """Paths of what the benchmarks run, filled by setup()."""
     build = None

@@ -24,7 +24,7 @@ import os
 import subprocess
 import time
 
-from common import MiB, PAGE, BenchError, fmt, ksm_clean, samepage, load_note, log, table
+from common import MiB, PAGE, BenchError, PeerAbsent, fmt, ksm_clean, samepage, load_note, log, table
 from guest import Guest, start_all, stop_all_guests
 from policies import Advisor, KernelDefaults, Ksmtuned, Samepage
 from sampler import Sampler, crossing, value_at
@@ -237,6 +237,9 @@ def run(opts):
                         break
                     if hasattr(p, 'cleanup'):
                         p.cleanup()
+            except PeerAbsent as e:
+                log(f'convergence: {p.label}: {e}')
+                r = {'policy': p.name, 'label': p.label, 'settings': p.settings, 'absent': str(e)}
             except BenchError as e:
                 log(f'convergence: {p.label}: {e}')
                 r = {'policy': p.name, 'label': p.label, 'settings': p.settings, 'error': str(e)}
@@ -282,6 +285,9 @@ def render(res):
     for r in res['policies']:
         if 'error' in r:
             rows.append([r['label'], 'error: ' + r['error'][:60]] + [''] * 9)
+            continue
+        if 'absent' in r:
+            rows.append([r['label'], r['absent'][:90]] + [''] * 9)
             continue
         pts = r.get('pages_to_scan')
         rows.append([
@@ -367,6 +373,9 @@ def target_met(res):
         p = byname.get(peer)
         if not p:
             continue
+        if 'absent' in p:
+            why.append(f'{peer}: not compared ({p["absent"]})')
+            continue
         pt = p.get('t95') or p.get('observed')
         if not pt:
             why.append(f'{peer}: no figure')
@@ -380,7 +389,7 @@ def target_met(res):
     if adv and adv.get('cpu95') is not None and sp.get('cpu95') is not None:
         why.append(f'CPU to 95% {sp["cpu95"]:.2f} vs advisor {adv["cpu95"]:.2f} CPU-s')
         ok = ok and sp['cpu95'] <= adv['cpu95'] + 0.02   # two clock ticks of slack
-    elif adv and 'error' not in adv:
+    elif adv and 'error' not in adv and 'absent' not in adv:
         # The advisor did not get there: compare at the highest level it reached,
         # and with all it spent trying.
         level = next((l for l in (90, 50) if adv.get(f'cpu{l}') is not None), None)
@@ -403,8 +412,9 @@ def target_text(res):
 def has_numbers(res):
     """Smoke: a bound, and every policy ran and was sampled (saved pages and
     ksmd CPU time); at tiny sizes and a few seconds each, reaching 50% is not
-    asked of the slow ones."""
-    pols = res.get('policies', [])
+    asked of the slow ones.  A peer that is not on this machine is left out
+    (its row says why); samepage's own policy never is."""
+    pols = [r for r in res.get('policies', []) if 'absent' not in r or r['policy'] == 'samepage']
     return res.get('bound_mib', 0) > 0 and bool(pols) and all(
         'error' not in r and len(r.get('samples', [])) >= 3 and
         all('saved_pages' in s and 'ksmd_cpu_s' in s for s in r['samples']) for r in pols)

@@ -12,7 +12,8 @@ import subprocess
 import tempfile
 import time
 
-from common import ENV, BenchError, ksm_set, pid_alive, register_pid, spawn, stop, stop_pid
+from common import ENV, BenchError, PeerAbsent, ksm_set, pid_alive, register_pid, spawn, stop, \
+    stop_pid
 
 # The advisor's own defaults (mm/ksm.c), written back before each advisor
 # run so that what the host had before does not leak into the comparison.
@@ -64,12 +65,16 @@ class Ksmtuned(Policy):
     `qemu-system.*-enable-kvm` processes, which TCG guests are not; with
     KSM_THRES_COEF=100 it engages whatever it counts.  It is sent SIGUSR1 when
     it starts, as its documentation says to do when a guest starts, so its
-    first adjustment is not KSM_MONITOR_INTERVAL (60 s) late."""
+    first adjustment is not KSM_MONITOR_INTERVAL (60 s) late.
+
+    The script comes out of Debian's .deb (scripts/setup puts it under
+    $SAMEPAGE_CACHE/peers/ksmtuned/): the package is never installed, so its
+    units are never enabled to fight samepage's scan policy on this host."""
     name = 'ksmtuned'
     label = 'ksmtuned (Debian)'
     settings = ('KSM_THRES_COEF=100, SIGUSR1 at start; the rest default: +300 pages every '
                 '60 s up to 1250, sleep 10 ms here (24 GiB)')
-    script = '/usr/sbin/ksmtuned'
+    script = os.path.join(ENV.cache, 'peers', 'ksmtuned', 'ksmtuned')
 
     def __init__(self):
         self.dir = None
@@ -82,8 +87,8 @@ class Ksmtuned(Policy):
 
     def start(self, run):
         if not self.available():
-            raise BenchError('ksmtuned is not installed (apt-get install ksmtuned; '
-                             'scripts/setup installs it)')
+            raise PeerAbsent(f'absent: no {self.script} (scripts/setup takes it out of '
+                             "Debian's ksmtuned .deb)")
         # ksmtuned writes pages_to_scan, which the advisor refuses while on.
         ksm_set('advisor_mode=none')
         self.dir = tempfile.mkdtemp(prefix='samepage-bench-ksmtuned-')
@@ -94,8 +99,13 @@ class Ksmtuned(Policy):
                     'KSM_THRES_COEF=100\n'
                     f'DEBUG=1\nLOGFILE={self.log_path}\n')
         pidfile = os.path.join(self.dir, 'ksmtuned.pid')
-        env = dict(os.environ, PIDFILE=pidfile)
-        sh = f'mount --bind "{conf}" /etc/ksmtuned.conf && exec {self.script}'
+        # The script reads /etc/ksmtuned.conf if there is one and takes what that
+        # leaves unset from its environment: both say the same, so a host's own
+        # ksmtuned.conf (ksmtuned installed) changes nothing here.
+        env = dict(os.environ, PIDFILE=pidfile, KSM_THRES_COEF='100', DEBUG='1',
+                   LOGFILE=self.log_path)
+        sh = (f'if [ -f /etc/ksmtuned.conf ]; then mount --bind "{conf}" /etc/ksmtuned.conf '
+              f'|| exit 1; fi; exec "{self.script}"')
         # Its output goes to a file: the loop it forks keeps the descriptor.
         errfile = os.path.join(self.dir, 'stderr')
         with open(errfile, 'w') as err:
