@@ -260,7 +260,10 @@ static gboolean wait_sharing(gboolean want_some, guint seconds)
 static void test_tune_estimate_unmerge(void)
 {
     g_autofree char *out = NULL, *err = NULL;
-    g_autofree char *state = g_build_filename(g_get_tmp_dir(), "samepage-kcli-tune.state", NULL);
+    /* The tune's record wants a directory no one else can write (not /tmp). */
+    g_autofree char *state_dir = g_dir_make_tmp("samepage-kcli-XXXXXX", NULL);
+    g_assert_nonnull(state_dir);
+    g_autofree char *state = g_build_filename(state_dir, "tune.state", NULL);
     g_autofree char *state_arg = g_strdup_printf("--state-file=%s", state);
     g_autofree char *duration = g_strdup_printf("--duration=%u", 60 * scale);
     const char *argv[] = { cli, "tune", "--json", "--fast-scan=1", "--interval=1",
@@ -319,6 +322,7 @@ static void test_tune_estimate_unmerge(void)
     close(err_fd);
     g_string_free(text, TRUE);
     g_unlink(state);
+    g_rmdir(state_dir);
     g_printerr("tune: pages_scanned %s; wait status %d; stderr: %s\n",
                ksm_has("pages_scanned") ? "present" : "absent", ws, err_text);
     if (!steady) {
