@@ -326,6 +326,9 @@ static void test_tune_estimate_unmerge(void)
     g_printerr("tune: pages_scanned %s; wait status %d; stderr: %s\n",
                ksm_has("pages_scanned") ? "present" : "absent", ws, err_text);
     if (!steady) {
+        g_autofree char *sout = NULL, *serr = NULL;
+        samepage(&sout, &serr, "stats", "--json", NULL);
+        g_printerr("stats after the tune: %s\n", sout);
         g_error("samepage tune did not reach the steady phase within %u s", 40 * scale);
     }
     g_assert_true(WIFEXITED(ws));
