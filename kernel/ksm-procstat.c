@@ -3,8 +3,9 @@
  * ksm-procstat.c: /proc/PID/ksm_stat and /proc/PID/ksm_merging_pages.
  *
  * ksm_stat has two line formats: "ksm_rmap_items 12" for figures and
- * "ksm_merge_any: yes" for flags (6.x).  Older kernels have fewer lines, or
- * only ksm_merging_pages (6.1); newer ones may add lines we keep as text.
+ * "ksm_merge_any: yes" for flags (6.x).  6.1's holds ksm_rmap_items only
+ * (its merging pages are in ksm_merging_pages, 5.19+), 5.19 and 6.0 have no
+ * ksm_stat at all; newer kernels may add lines we keep as text.
  */
 #include <string.h>
 
@@ -117,6 +118,26 @@ gboolean ksm_proc_stat_parse(const char *text, KsmProcStat *st, GError **error)
     return TRUE;
 }
 
+/* /proc/PID/ksm_merging_pages (5.19+) into st; KSM_ERROR_NOT_AVAILABLE
+ * when this kernel has no such file. */
+static gboolean read_merging_pages(const KsmContext *ctx, pid_t pid, KsmProcStat *st,
+                                   GError **error)
+{
+    g_autofree char *text = ksm_read_proc(ctx, pid, "ksm_merging_pages", NULL, error);
+    gint64 v;
+
+    if (!text) {
+        return FALSE;
+    }
+    if (!ksm_parse_int(text, &v, error)) {
+        g_prefix_error(error, "ksm_merging_pages of %d: ", (int)pid);
+        return FALSE;
+    }
+    st->present[KSM_PROC_MERGING_PAGES] = TRUE;
+    st->value[KSM_PROC_MERGING_PAGES] = v;
+    return TRUE;
+}
+
 gboolean ksm_proc_stat_read(const KsmContext *ctx, pid_t pid, KsmProcStat *st, GError **error)
 {
     g_autoptr(GError) local = NULL;
@@ -124,7 +145,20 @@ gboolean ksm_proc_stat_read(const KsmContext *ctx, pid_t pid, KsmProcStat *st, G
 
     ksm_proc_stat_init(st);
     if (text) {
-        return ksm_proc_stat_parse(text, st, error);
+        if (!ksm_proc_stat_parse(text, st, error)) {
+            return FALSE;
+        }
+        if (st->present[KSM_PROC_MERGING_PAGES]) {
+            return TRUE;
+        }
+        /* 6.1's ksm_stat holds ksm_rmap_items only (ksm_merging_pages joined
+         * it in 6.6): the merging pages are still in their own file. */
+        if (!read_merging_pages(ctx, pid, st, &local) &&
+            !g_error_matches(local, KSM_ERROR, KSM_ERROR_NOT_AVAILABLE)) {
+            g_propagate_error(error, g_steal_pointer(&local));
+            return FALSE;
+        }
+        return TRUE;
     }
     if (!g_error_matches(local, KSM_ERROR, KSM_ERROR_NOT_AVAILABLE)) {
         g_propagate_error(error, g_steal_pointer(&local));
@@ -132,8 +166,7 @@ gboolean ksm_proc_stat_read(const KsmContext *ctx, pid_t pid, KsmProcStat *st, G
     }
     /* Kernels before ksm_stat (5.19..6.0) have ksm_merging_pages only. */
     g_clear_error(&local);
-    text = ksm_read_proc(ctx, pid, "ksm_merging_pages", NULL, &local);
-    if (!text) {
+    if (!read_merging_pages(ctx, pid, st, &local)) {
         if (g_error_matches(local, KSM_ERROR, KSM_ERROR_NOT_AVAILABLE)) {
             g_set_error(error, KSM_ERROR, KSM_ERROR_NOT_AVAILABLE,
                         "this kernel has no per-process KSM figures "
@@ -143,12 +176,5 @@ gboolean ksm_proc_stat_read(const KsmContext *ctx, pid_t pid, KsmProcStat *st, G
         g_propagate_error(error, g_steal_pointer(&local));
         return FALSE;
     }
-    gint64 v;
-    if (!ksm_parse_int(text, &v, error)) {
-        g_prefix_error(error, "ksm_merging_pages of %d: ", (int)pid);
-        return FALSE;
-    }
-    st->present[KSM_PROC_MERGING_PAGES] = TRUE;
-    st->value[KSM_PROC_MERGING_PAGES] = v;
     return TRUE;
 }

@@ -136,6 +136,16 @@ gboolean ksm_tune_step(KsmTuneState *s, const KsmTuneParams *p, const KsmTuneObs
         g_snprintf(why, sizeof(why), "mergeable memory grew from %" G_GUINT64_FORMAT
                    " to %" G_GUINT64_FORMAT " pages", s->mergeable_ref, o->mergeable_pages);
         enter(s, p, o, KSM_TUNE_CONVERGE, why);
+    } else if (!s->reason[0] && !s->mergeable_ref && o->mergeable_pages &&
+               s->phase == KSM_TUNE_CONVERGE) {
+        /* Started before any registered memory was seen (before 6.7 there is
+         * no ksm_mergeable: only what ksmd already tracks counts): size the
+         * converge rate now.  Without pages_scanned (before 6.6) nothing
+         * else would raise it from the minimum. */
+        char why[96];
+        g_snprintf(why, sizeof(why), "registered memory found: %" G_GUINT64_FORMAT " pages",
+                   o->mergeable_pages);
+        enter(s, p, o, KSM_TUNE_CONVERGE, why);
     } else if (!s->reason[0] && !s->mergeable_ref && o->mergeable_pages) {
         s->mergeable_ref = o->mergeable_pages;
     }

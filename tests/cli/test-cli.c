@@ -14,6 +14,7 @@
 #include <glib.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/inotify.h>
@@ -839,8 +840,23 @@ static void test_watch_sigint(Tree *t, gconstpointer data)
     g_spawn_async_with_pipes(NULL, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
                              &pid, NULL, &out_fd, NULL, &error);
     g_assert_no_error(error);
-    /* Let it draw a few frames, then Ctrl-C. */
-    g_usleep(400 * 1000);
+    /* Ctrl-C once it has drawn its first frame: its handler is in place by
+     * then.  (A fixed 400 ms was too short under TCG, where loading GLib
+     * alone takes longer, and SIGINT then killed it before the handler.) */
+    GString *seen = g_string_new(NULL);
+    gint64 first_by = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+    while (!strstr(seen->str, "samepage watch:") && g_get_monotonic_time() < first_by) {
+        struct pollfd pfd = { .fd = out_fd, .events = POLLIN };
+        char buf[512];
+        if (poll(&pfd, 1, 100) == 1) {
+            ssize_t n = read(out_fd, buf, sizeof(buf));
+            g_assert_cmpint(n, >, 0);
+            g_string_append_len(seen, buf, n);
+        }
+    }
+    g_assert_nonnull(strstr(seen->str, "samepage watch:"));
+    g_string_free(seen, TRUE);
+    g_usleep(200 * 1000);
     g_assert_cmpint(kill(pid, SIGINT), ==, 0);
 
     int wait_status = 0;

@@ -210,6 +210,37 @@ static void test_read_fallback(FakeTree *t, gconstpointer data)
     g_assert_nonnull(st.unknown);
 }
 
+static void test_read_61(FakeTree *t, gconstpointer data)
+{
+    /* Debian 12's 6.1: ksm_stat has ksm_rmap_items only; the merging pages
+     * are still in ksm_merging_pages (found on a real 6.1 by tests/kernels). */
+    GError *error = NULL;
+    g_auto(KsmProcStat) st = { 0 };
+    fake_tree_proc_write(t, 61, "ksm_stat", "ksm_rmap_items 4096\n");
+    fake_tree_proc_write(t, 61, "ksm_merging_pages", "4000\n");
+    g_assert_true(ksm_proc_stat_read(t->ctx, 61, &st, &error));
+    g_assert_no_error(error);
+    assert_field(&st, KSM_PROC_RMAP_ITEMS, 4096);
+    assert_field(&st, KSM_PROC_MERGING_PAGES, 4000);
+    g_assert_false(st.present[KSM_PROC_ZERO_PAGES]);
+
+    /* ksm_stat without the merging line and no ksm_merging_pages: absent. */
+    g_auto(KsmProcStat) st2 = { 0 };
+    fake_tree_proc_write(t, 62, "ksm_stat", "ksm_rmap_items 3\n");
+    g_assert_true(ksm_proc_stat_read(t->ctx, 62, &st2, &error));
+    g_assert_no_error(error);
+    assert_field(&st2, KSM_PROC_RMAP_ITEMS, 3);
+    g_assert_false(st2.present[KSM_PROC_MERGING_PAGES]);
+
+    /* ... and a garbled ksm_merging_pages is an error, not a silent absence. */
+    g_auto(KsmProcStat) st3 = { 0 };
+    fake_tree_proc_write(t, 63, "ksm_stat", "ksm_rmap_items 3\n");
+    fake_tree_proc_write(t, 63, "ksm_merging_pages", "lots\n");
+    g_assert_false(ksm_proc_stat_read(t->ctx, 63, &st3, &error));
+    g_assert_error(error, KSM_ERROR, KSM_ERROR_PARSE);
+    g_clear_error(&error);
+}
+
 static void test_read_fallback_garbage(FakeTree *t, gconstpointer data)
 {
     GError *error = NULL;
@@ -290,6 +321,7 @@ int main(int argc, char **argv)
     g_test_add_func("/procstat/parse/garbage", test_parse_garbage);
     FAKE_TEST("/procstat/read/ksm-stat", test_read_ksm_stat);
     FAKE_TEST("/procstat/read/fallback-merging-pages", test_read_fallback);
+    FAKE_TEST("/procstat/read/6.1-rmap-items-only", test_read_61);
     FAKE_TEST("/procstat/read/fallback-garbage", test_read_fallback_garbage);
     FAKE_TEST("/procstat/read/garbage", test_read_garbage);
     FAKE_TEST("/procstat/read/no-files", test_read_no_files);

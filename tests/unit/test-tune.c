@@ -120,6 +120,32 @@ static void test_converges_then_steady_then_back(void)
     g_assert_cmpuint(sim.s.pages_to_scan, ==, 3000);
 }
 
+static void test_memory_found_after_start(void)
+{
+    /* 6.1 (no pages_scanned, no ksm_mergeable): a tune started before ksmd
+     * tracked the guest sees 0 registered pages and converges at the minimum
+     * rate; with no closed loop, only the memory found later can raise it.
+     * Found by tests/kernels' kernel-cli in the 6.1 guest (tune never left
+     * converge at pages_to_scan=100 for 160 s). */
+    Sim sim;
+    sim_init(&sim, 0);
+    sim.o.pages_scanned = -1;
+    ksm_tune_step(&sim.s, &sim.p, &sim.o);
+    g_assert_cmpint(sim.s.phase, ==, KSM_TUNE_CONVERGE);
+    g_assert_cmpuint(sim.s.pages_to_scan, ==, 100);
+    sim.o.mergeable_pages = 450000;
+    g_assert_true(sim_step(&sim, 1, 0, 30, 0, 0));
+    g_assert_cmpint(sim.s.phase, ==, KSM_TUNE_CONVERGE);
+    g_assert_cmpuint(sim.s.pages_to_scan, ==, 3000);
+    g_assert_nonnull(strstr(sim.s.reason, "found"));
+    /* Then converged as usual, on full_scans and pages_sharing alone. */
+    sim_step(&sim, 3, 0, 30, 1, 200000);
+    sim_step(&sim, 3, 0, 30, 1, 200000);
+    g_assert_true(sim_step(&sim, 3, 0, 30, 1, 10));
+    g_assert_cmpint(sim.s.phase, ==, KSM_TUNE_STEADY);
+    g_assert_cmpuint(sim.s.pages_to_scan, ==, 100);
+}
+
 static void test_growth_reset_and_kick(void)
 {
     Sim sim;
@@ -191,6 +217,7 @@ int main(int argc, char **argv)
     g_test_add_func("/tune/cpu-cap", test_cpu_cap);
     g_test_add_func("/tune/small-changes-ignored", test_small_changes_ignored);
     g_test_add_func("/tune/converges-then-steady-then-back", test_converges_then_steady_then_back);
+    g_test_add_func("/tune/memory-found-after-start", test_memory_found_after_start);
     g_test_add_func("/tune/growth-reset-and-kick", test_growth_reset_and_kick);
     g_test_add_func("/tune/someone-else-changed-the-knobs", test_someone_else_changed_the_knobs);
     g_test_add_func("/tune/smaps-mergeable-rss", test_smaps_mergeable_rss);
