@@ -738,6 +738,34 @@ gint64 kt_range_ksm_pages(pid_t pid, const void *addr, gsize len)
     return (gint64)rc.ksm_pages;
 }
 
+void kt_require_exact_counts(void)
+{
+    gsize len = kt->page_size;
+    KsmRangeCount rc;
+    g_autoptr(GError) err = NULL;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED) {
+        kt_bail("mmap of one page: %s", g_strerror(errno));
+    }
+    /* A written private page, never madvised: no kernel may call it KSM.
+     * Some do: Debian's 6.12.95 sets KPF_KSM on every anonymous page (its
+     * stable_page_flags tests mapping & PAGE_MAPPING_KSM, which the anon
+     * bit alone satisfies), and every exact count there reads "all KSM". */
+    memset(p, 0x5a, len);
+    gboolean counted = ksm_range_count(kt->ctx, getpid(), (guint64)(uintptr_t)p, len, &rc,
+                                       &err);
+    munmap(p, len);
+    if (!counted) {
+        kt_skip("exact KSM page counts are unavailable here: %s", err->message);
+    }
+    if (rc.ksm_pages > 0) {
+        kt_skip("this kernel's /proc/kpageflags marks a private page that was never "
+                "mergeable as KSM (KPF_KSM on every anonymous page): the exact counts "
+                "this scenario checks need a kernel that sets KPF_KSM on KSM pages only");
+    }
+}
+
 gint64 kt_range_mergeable_bytes(pid_t pid, const void *addr, gsize len)
 {
     KsmRangeSmaps rs;

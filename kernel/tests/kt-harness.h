@@ -125,6 +125,13 @@ typedef struct {
 } KtProcKsm;
 gboolean kt_proc_ksm(pid_t pid, KtProcKsm *out);
 gint64 kt_range_ksm_pages(pid_t pid, const void *addr, gsize len);
+/*
+ * For scenarios whose checks count KSM pages exactly (kt_range_ksm_pages):
+ * skip the scenario, naming why, where the kernel's /proc/kpageflags cannot
+ * tell a KSM page (KPF_KSM set on a private page that was never mergeable).
+ * Call right after kt_begin.
+ */
+void kt_require_exact_counts(void);
 /* Mergeable bytes of a range according to smaps (-1 on error). */
 gint64 kt_range_mergeable_bytes(pid_t pid, const void *addr, gsize len);
 

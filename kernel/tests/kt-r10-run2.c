@@ -25,6 +25,7 @@ int main(void)
              "it's successful, reset seqnr (shown in full_scans)\") and \"[PATCH 11/12] ksm: add "
              "some documentation\" (\"set 2 to stop ksmd and unmerge all pages currently merged, "
              "but leave mergeable areas registered for next run\") (2009-08-03)");
+    kt_require_exact_counts();
 
     const gint64 n = LEN / kt->page_size, tol = n / 50;
     g_autoptr(GError) err = NULL;

@@ -71,6 +71,7 @@ int main(void)
              "\"they will report ENOMEM if the specified range includes unmapped gaps (though "
              "working on the intervening mapped areas), and might fail with EAGAIN\"; "
              "\"[PATCH 7/12] ksm: fix endless loop on oom\" (signal_pending in unmerge_ksm_pages)");
+    kt_require_exact_counts();
 
     const gsize ps = kt->page_size;
     pid_t self = getpid();

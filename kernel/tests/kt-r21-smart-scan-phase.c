@@ -58,6 +58,7 @@ int main(void)
              "while smart_scan=1; smart_scan=0 merges them",
              "samepage finding (tests/avocado), Linux 6.7 smart scan: Stefan Roesch, "
              "\"[PATCH v4 0/4] Smart scanning mode for KSM\" (2023-09-27)");
+    kt_require_exact_counts();
 
     gint64 have;
     if (!ksm_field_read(kt->ctx, KSM_FIELD_SMART_SCAN, &have, NULL)) {

@@ -20,6 +20,7 @@ int main(void)
              "pages_sharing ~N-1 after full_scans advanced by 2",
              "seed 002, Hugh Dickins, \"[PATCH 11/12] ksm: add some documentation\" "
              "(2009-08-03): pages_shared/pages_sharing");
+    kt_require_exact_counts();
 
     const gint64 n = LEN / kt->page_size;
     const gint64 tol = n / 50;

@@ -56,6 +56,7 @@ int main(void)
              "pages rewritten continuously -> pages_volatile",
              "seed 002, Hugh Dickins, \"[PATCH 3/12] ksm: pages_unshared and pages_volatile\" "
              "(2009-08-03)");
+    kt_require_exact_counts();
 
     const gint64 nu = LEN_UNIQUE / kt->page_size, nv = LEN_VOLATILE / kt->page_size;
 

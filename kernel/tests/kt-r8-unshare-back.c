@@ -50,6 +50,7 @@ int main(void)
     kt_begin("r8-unshare-back", "R8 unshare-back: after the other sharers write or exit, "
              "the KSM page is broken back",
              "seed 002, Hugh Dickins, \"[PATCH 4/12] ksm: break cow once unshared\" (2009-08-03)");
+    kt_require_exact_counts();
 
     const gint64 n = LEN / kt->page_size, tol = n / 50;
 

@@ -48,6 +48,7 @@ int main(void)
              "seed 002, Hugh Dickins, \"[PATCH 5/12] ksm: keep quiet while list empty\" and "
              "\"[PATCH 11/12] ksm: add some documentation\" (run: \"set 0 to stop ksmd from "
              "running but keep merged pages\") (2009-08-03)");
+    kt_require_exact_counts();
 
     const gint64 n = LEN / kt->page_size, tol = n / 50;
 
