@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "ksm-private.h"
@@ -76,6 +77,66 @@ int ksm_kpageflags_open(const KsmContext *ctx)
 {
     g_autofree char *path = g_build_filename(ksm_context_procfs(ctx), "kpageflags", NULL);
     return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+/*
+ * Does KPF_KSM mean KSM on this kernel?  Debian's 6.12.95 sets it on every
+ * anonymous page (its stable_page_flags tests mapping & PAGE_MAPPING_KSM,
+ * which the anon bit alone satisfies), and every exact count there would
+ * read "all merged".  So: a written private page of this process, never
+ * mergeable, must not read as KSM.  Asked once per process, of the real
+ * /proc only (a fake tree has no kernel to ask); where frame numbers are
+ * hidden (no CAP_SYS_ADMIN) it cannot tell, and the counts fail anyway.
+ */
+static gboolean kpf_ksm_probe(const KsmContext *ctx)
+{
+    gsize page = ksm_context_page_size(ctx);
+    guint8 *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    gboolean reliable = TRUE;
+    guint64 entry = 0, flags = 0;
+
+    if (p == MAP_FAILED) {
+        return TRUE;
+    }
+    memset(p, 0x5a, page);
+    int pm_fd = ksm_pagemap_open(ctx, getpid(), NULL);
+    int kpf_fd = ksm_kpageflags_open(ctx);
+    if (pm_fd >= 0 && kpf_fd >= 0 && ksm_pagemap_read(pm_fd, (guintptr)p / page, &entry, 1) == 1 &&
+        (entry & KSM_PM_PRESENT) && (entry & KSM_PM_PFN_MASK)) {
+        guint64 pfn = entry & KSM_PM_PFN_MASK;
+        reliable = !ksm_kpageflags_read(kpf_fd, &pfn, 1, &flags) ||
+                   !(flags & (G_GUINT64_CONSTANT(1) << KSM_KPF_KSM));
+    }
+    if (pm_fd >= 0) {
+        close(pm_fd);
+    }
+    if (kpf_fd >= 0) {
+        close(kpf_fd);
+    }
+    munmap(p, page);
+    return reliable;
+}
+
+gboolean ksm_kpageflags_ksm_reliable(const KsmContext *ctx, GError **error)
+{
+    static gsize probed;
+    static gboolean reliable;
+
+    if (strcmp(ksm_context_procfs(ctx), "/proc") != 0) {
+        return TRUE;
+    }
+    if (g_once_init_enter(&probed)) {
+        reliable = kpf_ksm_probe(ctx);
+        g_once_init_leave(&probed, 1);
+    }
+    if (!reliable) {
+        g_set_error(error, KSM_ERROR, KSM_ERROR_UNAVAILABLE,
+                    "exact KSM page counts are unavailable on this kernel: its "
+                    "/proc/kpageflags marks every anonymous page KSM (KPF_KSM), merged "
+                    "or not (seen on Debian's 6.12.95); the process's ksm_merging_pages "
+                    "still says how many pages it has merged");
+    }
+    return reliable;
 }
 
 gboolean ksm_kpageflags_read(int fd, const guint64 *pfns, gsize n, guint64 *flags)
@@ -189,6 +250,9 @@ gboolean ksm_range_count(const KsmContext *ctx, pid_t pid, guint64 start, guint6
         g_set_error(error, KSM_ERROR, KSM_ERROR_INVALID,
                     "range 0x%" G_GINT64_MODIFIER "x + %" G_GUINT64_FORMAT
                     " is not page aligned", start, len);
+        return FALSE;
+    }
+    if (!ksm_kpageflags_ksm_reliable(ctx, error)) {
         return FALSE;
     }
     pm_fd = ksm_pagemap_open(ctx, pid, error);

@@ -749,15 +749,15 @@ void kt_require_exact_counts(void)
         kt_bail("mmap of one page: %s", g_strerror(errno));
     }
     /* A written private page, never madvised: no kernel may call it KSM.
-     * Some do: Debian's 6.12.95 sets KPF_KSM on every anonymous page (its
-     * stable_page_flags tests mapping & PAGE_MAPPING_KSM, which the anon
-     * bit alone satisfies), and every exact count there reads "all KSM". */
+     * Debian's 6.12.95 does (KPF_KSM on every anonymous page): libksm's
+     * own probe refuses exact counts there, and this catches a kernel its
+     * probe would miss. */
     memset(p, 0x5a, len);
     gboolean counted = ksm_range_count(kt->ctx, getpid(), (guint64)(uintptr_t)p, len, &rc,
                                        &err);
     munmap(p, len);
     if (!counted) {
-        kt_skip("exact KSM page counts are unavailable here: %s", err->message);
+        kt_skip("%s", err->message);   /* libksm says why (no root, or KPF_KSM) */
     }
     if (rc.ksm_pages > 0) {
         kt_skip("this kernel's /proc/kpageflags marks a private page that was never "

@@ -14,6 +14,7 @@
  *     frames mapped more than once are looked up, sorted, through libksm's
  *     one pagemap/kpageflags reader (ksm/ksm-pagemap.h).
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
@@ -88,6 +89,12 @@ static void sort_frames(guint64 *v, gsize n)
 gboolean census_frames_account(const KsmContext *ctx, GArray *dup_pfns, guint64 *ksm_saved,
                                guint64 *ksm_mapped, guint64 *other_saved)
 {
+    /* Where KPF_KSM marks every anonymous page, no frame can be told KSM's:
+     * the census falls back to the processes' own counters. */
+    if (!ksm_kpageflags_ksm_reliable(ctx, NULL)) {
+        errno = ENOTSUP;
+        return FALSE;
+    }
     int fd = ksm_kpageflags_open(ctx);
 
     if (fd < 0) {

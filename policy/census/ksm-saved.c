@@ -119,6 +119,9 @@ gboolean ksm_saved_count(const KsmContext *ctx, const KsmCensusTarget *targets, 
     if (pfns->len == 0) {
         return TRUE;
     }
+    if (!ksm_kpageflags_ksm_reliable(ctx, error)) {
+        return FALSE;
+    }
     if (!census_frames_account(ctx, pfns, &out->ksm_saved_pages, &out->ksm_mapped_pages,
                                &out->other_saved_pages)) {
         g_set_error(error, KSM_ERROR, KSM_ERROR_UNAVAILABLE,

@@ -28,6 +28,7 @@
 
 #include <json-glib/json-glib.h>
 #include <ksm/ksm.h>
+#include <ksm/ksm-pagemap.h>
 #include <ksm/ksm-census.h>
 
 static gsize page;
@@ -433,22 +434,47 @@ static void test_forced_equal_hash(void)
 }
 
 /*
- * Does this kernel's /proc/kpageflags call a written private page that was
- * never mergeable KSM?  Debian's 6.12.95 does, for every anonymous page
- * (see kernel/tests kt_require_exact_counts): the census cannot tell KSM
- * frames there.
+ * libksm's KPF_KSM probe against the test's own look: a written private page
+ * that was never mergeable, its frame's flags read here.  Debian's 6.12.95
+ * marks it KSM (every anonymous page), and libksm must then refuse exact
+ * counts; 6.1 and 6.18 do not, and libksm must count.
  */
-static gboolean kpageflags_marks_anon_ksm(void)
+static void test_kpf_ksm_probe(void)
 {
     g_autoptr(KsmContext) ctx = ksm_context_new(NULL, NULL);
-    KsmRangeCount rc;
-    void *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    g_autoptr(GError) why = NULL;
+    guint8 *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    guint64 entry = 0, flags = 0;
 
     g_assert_true(p != MAP_FAILED);
     memset(p, 0x5a, page);
-    gboolean counted = ksm_range_count(ctx, getpid(), (guint64)(uintptr_t)p, page, &rc, NULL);
+    int pm = ksm_pagemap_open(ctx, getpid(), NULL);
+    int kpf = ksm_kpageflags_open(ctx);
+    g_assert_cmpint(pm, >=, 0);
+    g_assert_cmpint(kpf, >=, 0);
+    g_assert_cmpuint(ksm_pagemap_read(pm, (guintptr)p / page, &entry, 1), ==, 1);
+    guint64 pfn = entry & KSM_PM_PFN_MASK;
+    close(pm);
+    if (!(entry & KSM_PM_PRESENT) || pfn == 0) {
+        close(kpf);
+        munmap(p, page);
+        g_test_skip("frame numbers hidden (not CAP_SYS_ADMIN)");
+        return;
+    }
+    g_assert_true(ksm_kpageflags_read(kpf, &pfn, 1, &flags));
+    close(kpf);
+    gboolean marks_anon = (flags >> KSM_KPF_KSM) & 1;
+
+    g_test_message("KPF_KSM on a plain private page: %s", marks_anon ? "yes" : "no");
+    g_assert_cmpint(ksm_kpageflags_ksm_reliable(ctx, &why), ==, !marks_anon);
+    if (marks_anon) {
+        g_assert_error(why, KSM_ERROR, KSM_ERROR_UNAVAILABLE);
+        KsmRangeCount rc;
+        g_clear_error(&why);
+        g_assert_false(ksm_range_count(ctx, getpid(), (guint64)(uintptr_t)p, page, &rc, &why));
+        g_assert_nonnull(strstr(why->message, "KPF_KSM"));
+    }
     munmap(p, page);
-    return counted && rc.ksm_pages > 0;
 }
 
 /*
@@ -458,9 +484,10 @@ static gboolean kpageflags_marks_anon_ksm(void)
 static void test_fork_shared(void)
 {
     gsize n = 200;
-    if (kpageflags_marks_anon_ksm()) {
-        g_test_skip("this kernel's /proc/kpageflags marks every anonymous page KSM "
-                    "(KPF_KSM): which frames KSM merged cannot be told here");
+    g_autoptr(KsmContext) probe_ctx = ksm_context_new(NULL, NULL);
+    g_autoptr(GError) why = NULL;
+    if (!ksm_kpageflags_ksm_reliable(probe_ctx, &why)) {
+        g_test_skip(why->message);   /* the census falls back to the counters */
         return;
     }
     guint8 *m = mmap(NULL, n * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -842,6 +869,7 @@ int main(int argc, char **argv)
     g_test_add("/census/process/progress", Abc, NULL, abc_setup, test_progress, abc_teardown);
     g_test_add_func("/census/process/whole-process", test_whole_process);
     g_test_add_func("/census/process/forced-equal-hash", test_forced_equal_hash);
+    g_test_add_func("/census/process/kpf-ksm-probe", test_kpf_ksm_probe);
     g_test_add_func("/census/process/fork-shared", test_fork_shared);
     g_test_add_func("/census/process/absent-pages", test_absent_pages);
     g_test_add_func("/census/process/gone-process", test_gone_process);

@@ -40,6 +40,13 @@ int ksm_pagemap_open(const KsmContext *ctx, pid_t pid, GError **error);
  */
 gsize ksm_pagemap_read(int fd, guint64 first_page, guint64 *entries, gsize n);
 
+/*
+ * Does this kernel's KPF_KSM mark KSM pages only?  FALSE, with
+ * KSM_ERROR_UNAVAILABLE saying why, where it marks every anonymous page
+ * (Debian's 6.12.95): no exact KSM count can be made there.  TRUE on a fake
+ * tree and where frame numbers are hidden.  Probed once per process.
+ */
+gboolean ksm_kpageflags_ksm_reliable(const KsmContext *ctx, GError **error);
 /* Open /proc/kpageflags: -1 with errno set (root only). */
 int ksm_kpageflags_open(const KsmContext *ctx);
 /*
