@@ -342,3 +342,37 @@ char *hook_fixture_read_log(HookFixture *fx)
     }
     return text;
 }
+
+void hook_assert_contains(const char *haystack, const char *needle)
+{
+    if (!strstr(haystack, needle)) {
+        g_error("'%s' not found in:\n%s", needle, haystack);
+    }
+}
+
+void hook_assert_lacks(const char *haystack, const char *needle)
+{
+    if (strstr(haystack, needle)) {
+        g_error("'%s' should not be in:\n%s", needle, haystack);
+    }
+}
+
+char *hook_domain_xml(const char *name, const char *uuid, const char *policy,
+                      gboolean nosharepages)
+{
+    g_autofree char *escaped = g_markup_escape_text(name, -1);
+
+    return g_strdup_printf(
+        "<domain type='qemu'><name>%s</name><uuid>%s</uuid>%s"
+        "<metadata>%s%s%s</metadata></domain>\n", escaped, uuid,
+        nosharepages ? "<memoryBacking><nosharepages/></memoryBacking>" : "",
+        policy ? "<ksm:policy xmlns:ksm=\"https://samepage.invalid/xmlns/ksm/1\" " : "",
+        policy ? policy : "", policy ? "/>" : "");
+}
+
+char *hook_merge_xml(const char *name, const char *uuid, const char *group)
+{
+    g_autofree char *policy = g_strdup_printf("merge=\"yes\" group=\"%s\"", group);
+
+    return hook_domain_xml(name, uuid, policy, FALSE);
+}

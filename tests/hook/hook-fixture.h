@@ -57,4 +57,14 @@ guint hook_fixture_n_state_files(HookFixture *fx);
 char *hook_fixture_wait_outcome(HookFixture *fx, gint64 timeout_ms);
 char *hook_fixture_read_log(HookFixture *fx);
 
+/* Fail the test (showing haystack) unless needle is in it / is not. */
+void hook_assert_contains(const char *haystack, const char *needle);
+void hook_assert_lacks(const char *haystack, const char *needle);
+/* A domain (name XML-escaped) with an optional ksm:policy element's
+ * attributes and libvirt's <nosharepages/>. */
+char *hook_domain_xml(const char *name, const char *uuid, const char *policy,
+                      gboolean nosharepages);
+/* A domain whose policy is merge="yes" in trust group group. */
+char *hook_merge_xml(const char *name, const char *uuid, const char *group);
+
 #endif

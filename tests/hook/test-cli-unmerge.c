@@ -92,13 +92,6 @@ static JsonObject *json_line(const char *text)
     return json_object_ref(json_node_get_object(json_parser_get_root(parser)));
 }
 
-static void assert_contains(const char *haystack, const char *needle)
-{
-    if (!strstr(haystack, needle)) {
-        g_error("'%s' not found in:\n%s", needle, haystack);
-    }
-}
-
 /* ---- --all ---- */
 
 static void test_all_done(HookFixture *fx, gconstpointer data)
@@ -135,15 +128,15 @@ static void test_all_refused(HookFixture *fx, gconstpointer data)
     g_autoptr(JsonObject) o = json_line(r.out);
     g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, "refused");
     g_assert_false(json_object_get_boolean_member(o, "stopped_ksmd"));
-    assert_contains(r.err, "refused");
+    hook_assert_contains(r.err, "refused");
     g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
     g_assert_cmpstr(runv, ==, "1");
     run_clear(&r);
 
     run_cli(fx, &r, "--all", "--reserve", "200", "--stop-if-refused", NULL);
     g_assert_cmpint(r.status, ==, 1);
-    assert_contains(r.out, "unmerge refused: ");
-    assert_contains(r.out, "ksmd stopped");
+    hook_assert_contains(r.out, "unmerge refused: ");
+    hook_assert_contains(r.out, "ksmd stopped");
     g_autofree char *runv2 = hook_fixture_ksm_get(fx, "run");
     g_assert_cmpstr(runv2, ==, "0");
     run_clear(&r);
@@ -167,7 +160,7 @@ static void test_all_lock_busy(HookFixture *fx, gconstpointer data)
     run_cli(fx, &r, "--all", "--lock-timeout", "0.5", NULL);
     g_assert_cmpint(r.status, ==, 1);
     g_assert_cmpint(g_get_monotonic_time() - start, <, 5 * G_USEC_PER_SEC);
-    assert_contains(r.err, "holds");
+    hook_assert_contains(r.err, "holds");
     g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
     g_assert_cmpstr(runv, ==, "0");
     close(fd);
@@ -496,10 +489,10 @@ static void test_pid_done(HookFixture *fx, gconstpointer data)
     fake_qmp_join(&f);
     g_assert_true(has_command(&f, "qmp_capabilities"));
     g_assert_true(has_command(&f, "job-dismiss"));
-    assert_contains(f.unmerge_args, "\"id\":\"pc.ram\"");
-    assert_contains(f.unmerge_args, "\"force\":true");
-    assert_contains(f.unmerge_args, "\"auto-dismiss\":false");
-    assert_contains(f.unmerge_args, job_id);
+    hook_assert_contains(f.unmerge_args, "\"id\":\"pc.ram\"");
+    hook_assert_contains(f.unmerge_args, "\"force\":true");
+    hook_assert_contains(f.unmerge_args, "\"auto-dismiss\":false");
+    hook_assert_contains(f.unmerge_args, job_id);
     fake_qmp_stop(&f);
     run_clear(&r);
 }
@@ -524,7 +517,7 @@ static void test_pid_failures(HookFixture *fx, gconstpointer data)
         g_assert_cmpint(r.status, ==, 1);
         g_autoptr(JsonObject) o = json_line(r.out);
         g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, cases[i].result);
-        assert_contains(json_object_get_string_member(o, "error"), cases[i].text);
+        hook_assert_contains(json_object_get_string_member(o, "error"), cases[i].text);
         fake_qmp_stop(&f);
         run_clear(&r);
     }
@@ -542,7 +535,7 @@ static void test_pid_not_qemu(HookFixture *fx, gconstpointer data)
     fake_process(fx, OTHER_PID, argv, "/bin/bash", 0);
     run_cli(fx, &r, "--pid", pid, NULL);
     g_assert_cmpint(r.status, ==, 1);
-    assert_contains(r.err, "not QEMU");
+    hook_assert_contains(r.err, "not QEMU");
     run_clear(&r);
 
     /* argv[0] says QEMU, the executable is a shell. */
@@ -551,7 +544,7 @@ static void test_pid_not_qemu(HookFixture *fx, gconstpointer data)
     fake_process(fx, OTHER_PID, argv, "/bin/bash", 0);
     run_cli(fx, &r, "--pid", pid, NULL);
     g_assert_cmpint(r.status, ==, 1);
-    assert_contains(r.err, "/bin/bash, not QEMU");
+    hook_assert_contains(r.err, "/bin/bash, not QEMU");
     run_clear(&r);
 
     /* A binary named like QEMU that others may write, or nobody's. */
@@ -559,7 +552,7 @@ static void test_pid_not_qemu(HookFixture *fx, gconstpointer data)
     fake_process(fx, OTHER_PID, argv, writable, 0);
     run_cli(fx, &r, "--pid", pid, NULL);
     g_assert_cmpint(r.status, ==, 1);
-    assert_contains(r.err, "writable by no one else");
+    hook_assert_contains(r.err, "writable by no one else");
     run_clear(&r);
     if (geteuid() == 0) {
         g_autofree char *foreign = fake_qemu_binary(fx, "qemu-system-ppc64", 0755);
@@ -567,14 +560,14 @@ static void test_pid_not_qemu(HookFixture *fx, gconstpointer data)
         fake_process(fx, OTHER_PID, argv, foreign, 0);
         run_cli(fx, &r, "--pid", pid, NULL);
         g_assert_cmpint(r.status, ==, 1);
-        assert_contains(r.err, "owned by uid 65534");
+        hook_assert_contains(r.err, "owned by uid 65534");
         run_clear(&r);
     }
     g_string_free(argv, TRUE);
 
     run_cli(fx, &r, "--pid", "99999", NULL);
     g_assert_cmpint(r.status, ==, 1);
-    assert_contains(r.err, "no process 99999");
+    hook_assert_contains(r.err, "no process 99999");
     run_clear(&r);
 }
 
@@ -593,7 +586,7 @@ static void test_pid_impostor(HookFixture *fx, gconstpointer data)
     run_cli(fx, &r, "--pid", pid, NULL);
     g_assert_cmpint(r.status, ==, 1);
     g_autofree char *served = g_strdup_printf("served by process %d", (int)getpid());
-    assert_contains(r.err, served);
+    hook_assert_contains(r.err, served);
     fake_qmp_join(&f);
     g_assert_cmpuint(f.commands->len, ==, 0);
     fake_qmp_stop(&f);
@@ -639,7 +632,7 @@ static void test_pid_hostile(HookFixture *fx, gconstpointer data)
             g_printerr("case %u: %" G_GINT64_FORMAT " ms\n", i, r.elapsed_ms);
         }
         g_assert_cmpint(r.status, ==, 1);   /* not 139 (SIGSEGV) nor 134 */
-        assert_contains(r.err, cases[i].text);
+        hook_assert_contains(r.err, cases[i].text);
         /* The job timeout (1 s) plus one reply's deadline (10 s), not for ever. */
         g_assert_cmpint(r.elapsed_ms, <, 20000);
         fake_qmp_join(&f);
@@ -671,7 +664,7 @@ static void test_pid_escapes(HookFixture *fx, gconstpointer data)
         assert_no_controls(r.err);
         g_assert_null(strstr(r.out, "\nunmerge of pid 1: done"));
         g_assert_null(strstr(r.err, "\nunmerge of pid 1: done"));
-        assert_contains(i ? r.out : r.err, "\\x1b[2J");
+        hook_assert_contains(i ? r.out : r.err, "\\x1b[2J");
         if (i) {
             g_autoptr(JsonObject) o = json_line(r.out);
             g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, "refused");
@@ -734,16 +727,16 @@ static void test_socket_parser(void)
     for (guint i = 0; i < G_N_ELEMENTS(bad); i++) {
         g_autoptr(GError) err = NULL;
         g_assert_null(find(NULL, &err, bad[i].opt, bad[i].value, NULL));
-        assert_contains(err->message, bad[i].why);
+        hook_assert_contains(err->message, bad[i].why);
     }
     /* libvirt's style: the monitor socket is passed as a file descriptor. */
     g_autoptr(GError) err = NULL;
     g_assert_null(find(NULL, &err, "-chardev", "socket,id=charmonitor,fd=23,server=on,wait=off",
                        "-mon", "chardev=charmonitor,id=monitor,mode=control", NULL));
-    assert_contains(err->message, "--domain");
+    hook_assert_contains(err->message, "--domain");
     g_autoptr(GError) none = NULL;
     g_assert_null(find(NULL, &none, "-m", "512", NULL));
-    assert_contains(none->message, "no QMP unix socket");
+    hook_assert_contains(none->message, "no QMP unix socket");
 }
 
 int main(int argc, char **argv)

@@ -23,29 +23,12 @@
 #define U_WEB "11111111-1111-1111-1111-111111111111"
 #define U_DB "22222222-2222-2222-2222-222222222222"
 
-static void assert_contains(const char *haystack, const char *needle)
-{
-    if (!strstr(haystack, needle)) {
-        g_error("'%s' not found in:\n%s", needle, haystack);
-    }
-}
-
-static char *domain_xml(const char *name, const char *uuid, const char *group)
-{
-    g_autofree char *escaped = g_markup_escape_text(name, -1);
-
-    return g_strdup_printf(
-        "<domain type='qemu'><name>%s</name><uuid>%s</uuid><metadata>"
-        "<ksm:policy xmlns:ksm=\"https://samepage.invalid/xmlns/ksm/1\" merge=\"yes\" "
-        "group=\"%s\"/></metadata></domain>\n", escaped, uuid, group);
-}
-
 /* web 'a' (tenant-a) prepared and started, its QEMU 4242 in libvirt's pid
  * file (a name libvirt escapes in its file names). */
 #define WEB_NAME "web 'a'"
 static void start_web(HookFixture *fx, HookRun *run)
 {
-    g_autofree char *web = domain_xml(WEB_NAME, U_WEB, "tenant-a");
+    g_autofree char *web = hook_merge_xml(WEB_NAME, U_WEB, "tenant-a");
 
     hook_fixture_qemu(fx, 4242, U_WEB, 1000);
     hook_fixture_libvirt_pid(fx, WEB_NAME, 4242);
@@ -70,7 +53,7 @@ static void test_corrupt_state_rebuilt(HookFixture *fx, gconstpointer data)
         NULL,
     };
     HookRun run = { 0 };
-    g_autofree char *db = domain_xml("db-1", U_DB, "tenant-b");
+    g_autofree char *db = hook_merge_xml("db-1", U_DB, "tenant-b");
     g_autofree char *state = hook_fixture_state_file(fx, U_WEB);
 
     start_web(fx, &run);
@@ -85,20 +68,20 @@ static void test_corrupt_state_rebuilt(HookFixture *fx, gconstpointer data)
         /* ...and its state file is whole again. */
         g_autofree char *text = NULL;
         g_assert_true(g_file_get_contents(state, &text, NULL, NULL));
-        assert_contains(text, "group=tenant-a");
-        assert_contains(text, "qemu_pid=4242");
-        assert_contains(text, "phase=rebuilt");
+        hook_assert_contains(text, "group=tenant-a");
+        hook_assert_contains(text, "qemu_pid=4242");
+        hook_assert_contains(text, "phase=rebuilt");
     }
     g_autofree char *log = hook_fixture_read_log(fx);
-    assert_contains(log, "was corrupt");
-    assert_contains(log, "rebuilt from libvirt's status of running domain 'web \\'a\\''");
+    hook_assert_contains(log, "was corrupt");
+    hook_assert_contains(log, "rebuilt from libvirt's status of running domain 'web \\'a\\''");
 }
 
 /* A corrupt state file whose guest is gone is removed, with a line saying so. */
 static void test_corrupt_state_pruned(HookFixture *fx, gconstpointer data)
 {
     HookRun run = { 0 };
-    g_autofree char *db = domain_xml("db-1", U_DB, "tenant-b");
+    g_autofree char *db = hook_merge_xml("db-1", U_DB, "tenant-b");
     g_autofree char *state = hook_fixture_state_file(fx, U_WEB);
 
     start_web(fx, &run);
@@ -109,8 +92,8 @@ static void test_corrupt_state_pruned(HookFixture *fx, gconstpointer data)
     hook_run_clear(&run);
     g_assert_false(g_file_test(state, G_FILE_TEST_EXISTS));
     g_autofree char *log = hook_fixture_read_log(fx);
-    assert_contains(log, "is corrupt");
-    assert_contains(log, "no QEMU of that domain runs");
+    hook_assert_contains(log, "is corrupt");
+    hook_assert_contains(log, "no QEMU of that domain runs");
 
     /* Its status XML unreadable while it runs: removed, and the log says
      * how to get it back (libvirtd's reconnect). */
@@ -124,7 +107,7 @@ static void test_corrupt_state_pruned(HookFixture *fx, gconstpointer data)
     g_assert_false(g_file_test(state3, G_FILE_TEST_EXISTS));
     g_free(log);
     log = hook_fixture_read_log(fx);
-    assert_contains(log, "restart libvirtd");
+    hook_assert_contains(log, "restart libvirtd");
 }
 
 /* ksm.conf malformed, unreadable, a directory, a FIFO: prepare refuses and
@@ -132,7 +115,7 @@ static void test_corrupt_state_pruned(HookFixture *fx, gconstpointer data)
 static void test_bad_config_files(HookFixture *fx, gconstpointer data)
 {
     HookRun run = { 0 };
-    g_autofree char *web = domain_xml("web-1", U_WEB, "tenant-a");
+    g_autofree char *web = hook_merge_xml("web-1", U_WEB, "tenant-a");
 
     static const struct {
         const char *text;
@@ -146,8 +129,8 @@ static void test_bad_config_files(HookFixture *fx, gconstpointer data)
         g_assert_true(g_file_set_contents(fx->config, files[i].text, -1, NULL));
         hook_run_text(fx, "web-1", "prepare", web, &run);
         g_assert_cmpint(run.status, ==, 1);
-        assert_contains(run.err, "start refused");
-        assert_contains(run.err, files[i].says);
+        hook_assert_contains(run.err, "start refused");
+        hook_assert_contains(run.err, files[i].says);
         hook_run_clear(&run);
     }
 
@@ -156,7 +139,7 @@ static void test_bad_config_files(HookFixture *fx, gconstpointer data)
     g_assert_cmpint(g_mkdir(fx->config, 0755), ==, 0);
     hook_run_text(fx, "web-1", "prepare", web, &run);
     g_assert_cmpint(run.status, ==, 1);
-    assert_contains(run.err, "not a regular file");
+    hook_assert_contains(run.err, "not a regular file");
     hook_run_clear(&run);
     g_assert_cmpint(g_rmdir(fx->config), ==, 0);
 
@@ -178,8 +161,8 @@ static void test_bad_config_files(HookFixture *fx, gconstpointer data)
     hook_run_text(fx, "web-1", "stopped", web, &run);
     g_assert_cmpint(run.status, ==, 0);
     g_assert_cmpint(run.elapsed_ms, <, 3000);
-    assert_contains(run.err, "using the defaults");
-    assert_contains(run.err, "last mergeable guest gone");
+    hook_assert_contains(run.err, "using the defaults");
+    hook_assert_contains(run.err, "last mergeable guest gone");
     hook_run_clear(&run);
     g_assert_false(g_file_test(state, G_FILE_TEST_EXISTS));
     g_unlink(fx->config);
@@ -189,7 +172,7 @@ static void test_bad_config_files(HookFixture *fx, gconstpointer data)
 static void test_lock_of_dead_process(HookFixture *fx, gconstpointer data)
 {
     HookRun run = { 0 };
-    g_autofree char *web = domain_xml("web-1", U_WEB, "tenant-a");
+    g_autofree char *web = hook_merge_xml("web-1", U_WEB, "tenant-a");
     int ready[2];
 
     hook_fixture_config(fx, "lock_timeout_s=2\n");
@@ -217,7 +200,7 @@ static void test_lock_of_dead_process(HookFixture *fx, gconstpointer data)
     hook_run_text(fx, "web-1", "prepare", web, &run);
     g_assert_cmpint(run.status, ==, 0);
     g_assert_cmpint(run.elapsed_ms, <, 1500);
-    assert_contains(run.err, "ksmd started");
+    hook_assert_contains(run.err, "ksmd started");
     hook_run_clear(&run);
 }
 
@@ -279,8 +262,8 @@ static void test_dead_tune_restarted(HookFixture *fx, gconstpointer data)
 {
     HookRun run = { 0 };
     g_autofree char *lines = g_strdup_printf("scan=tune\nsamepage=%s\n", g_getenv("SAMEPAGE_CLI"));
-    g_autofree char *web = domain_xml("web-1", U_WEB, "tenant-a");
-    g_autofree char *web2 = domain_xml("web-2", U_DB, "tenant-a");
+    g_autofree char *web = hook_merge_xml("web-1", U_WEB, "tenant-a");
+    g_autofree char *web2 = hook_merge_xml("web-2", U_DB, "tenant-a");
 
     hook_fixture_config(fx, lines);
     hook_fixture_qemu(fx, 4242, U_WEB, 1000);
@@ -295,7 +278,7 @@ static void test_dead_tune_restarted(HookFixture *fx, gconstpointer data)
     kill_tune(first);
     hook_run_text(fx, "web-1", "started", web, &run);
     g_assert_cmpint(run.status, ==, 0);
-    assert_contains(run.err, "is gone (killed or crashed)");
+    hook_assert_contains(run.err, "is gone (killed or crashed)");
     hook_run_clear(&run);
     int second = wait_tune_pid(fx, first);
     g_assert_cmpint(second, >, 1);
@@ -305,8 +288,8 @@ static void test_dead_tune_restarted(HookFixture *fx, gconstpointer data)
     kill_tune(second);
     hook_run_text(fx, "web-2", "prepare", web2, &run);
     g_assert_cmpint(run.status, ==, 0);
-    assert_contains(run.err, "samepage tune died while 2 mergeable guest(s) run");
-    assert_contains(run.err, "samepage tune started");
+    hook_assert_contains(run.err, "samepage tune died while 2 mergeable guest(s) run");
+    hook_assert_contains(run.err, "samepage tune started");
     hook_run_clear(&run);
     int third = wait_tune_pid(fx, second);
     g_assert_cmpint(third, >, 1);
@@ -320,7 +303,7 @@ static void test_dead_tune_restarted(HookFixture *fx, gconstpointer data)
     hook_fixture_qemu_exit(fx, 4242);
     hook_run_text(fx, "web-1", "stopped", web, &run);
     g_assert_cmpint(run.status, ==, 0);
-    assert_contains(run.err, "still running: no unmerge");
+    hook_assert_contains(run.err, "still running: no unmerge");
     hook_run_clear(&run);
     g_assert_cmpint(wait_tune_pid(fx, third), >, 1);
 }
@@ -329,8 +312,8 @@ static void test_dead_tune_restarted(HookFixture *fx, gconstpointer data)
 static void test_ksmtuned_warning(HookFixture *fx, gconstpointer data)
 {
     HookRun run = { 0 };
-    g_autofree char *web = domain_xml("web-1", U_WEB, "tenant-a");
-    g_autofree char *web2 = domain_xml("web-2", U_DB, "tenant-a");
+    g_autofree char *web = hook_merge_xml("web-1", U_WEB, "tenant-a");
+    g_autofree char *web2 = hook_merge_xml("web-2", U_DB, "tenant-a");
     static const char *const tuned_argv[] = { "/bin/bash", "/usr/sbin/ksmtuned", NULL };
     static const char *const other_argv[] = { "/usr/bin/vim", "/etc/ksmtuned.conf", NULL };
 
@@ -349,9 +332,9 @@ static void test_ksmtuned_warning(HookFixture *fx, gconstpointer data)
     hook_fixture_process(fx, 812, "ksmtuned", tuned_argv);
     hook_run_text(fx, "web-1", "prepare", web, &run);
     g_assert_cmpint(run.status, ==, 0);
-    assert_contains(run.err, "ksmtuned (pid 812) is running");
-    assert_contains(run.err, "will fight");
-    assert_contains(run.err, "ksm.service");
+    hook_assert_contains(run.err, "ksmtuned (pid 812) is running");
+    hook_assert_contains(run.err, "will fight");
+    hook_assert_contains(run.err, "ksm.service");
     /* One warning, not one per line. */
     g_auto(GStrv) parts = g_strsplit(run.err, "ksmtuned (pid", -1);
     g_assert_cmpint(g_strv_length(parts), ==, 2);
@@ -367,10 +350,10 @@ static void test_ksmtuned_warning(HookFixture *fx, gconstpointer data)
     hook_fixture_qemu_exit(fx, 812);
     hook_fixture_process(fx, 813, "bash", tuned_argv);
     hook_fixture_ksm_set(fx, "run", "0");
-    g_autofree char *web3 = domain_xml("web-3", "77777777-7777-7777-7777-777777777777",
+    g_autofree char *web3 = hook_merge_xml("web-3", "77777777-7777-7777-7777-777777777777",
                                        "tenant-a");
     hook_run_text(fx, "web-3", "prepare", web3, &run);
-    assert_contains(run.err, "ksmtuned (pid 813) is running");
+    hook_assert_contains(run.err, "ksmtuned (pid 813) is running");
     hook_run_clear(&run);
 }
 

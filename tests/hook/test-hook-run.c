@@ -22,25 +22,6 @@
  * unmerge, or for our pipes, shows up here. */
 #define QUICK_MS 3000
 
-static void assert_contains(const char *haystack, const char *needle)
-{
-    if (!strstr(haystack, needle)) {
-        g_error("'%s' not found in:\n%s", needle, haystack);
-    }
-}
-
-/* xml/default.xml with another name, UUID and optional policy attributes. */
-static char *domain_xml(const char *name, const char *uuid, const char *policy,
-                        gboolean nosharepages)
-{
-    return g_strdup_printf(
-        "<domain type='qemu'><name>%s</name><uuid>%s</uuid>%s"
-        "<metadata>%s%s%s</metadata></domain>\n", name, uuid,
-        nosharepages ? "<memoryBacking><nosharepages/></memoryBacking>" : "",
-        policy ? "<ksm:policy xmlns:ksm=\"https://samepage.invalid/xmlns/ksm/1\" " : "",
-        policy ? policy : "", policy ? "/>" : "");
-}
-
 static int run_xml(HookFixture *fx, const char *name, const char *op, const char *xml,
                    HookRun *run)
 {
@@ -73,8 +54,8 @@ static void test_first_guest_starts_ksmd(HookFixture *fx, gconstpointer data)
     /* smart_scan=off by default (kt-r21-smart-scan-phase.c says why). */
     g_autofree char *smart = hook_fixture_ksm_get(fx, "smart_scan");
     g_assert_cmpstr(smart, ==, "0");
-    assert_contains(run.err, "ksmd started for 1 mergeable guest(s)");
-    assert_contains(run.err, "smart_scan=0");
+    hook_assert_contains(run.err, "ksmd started for 1 mergeable guest(s)");
+    hook_assert_contains(run.err, "smart_scan=0");
 
     /* One file, named by the UUID, root-only. */
     g_autofree char *state = hook_fixture_state_file(fx, U_WEB);
@@ -89,11 +70,11 @@ static void test_first_guest_starts_ksmd(HookFixture *fx, gconstpointer data)
 
     /* A second guest: ksmd runs already, an operator's tuning stays. */
     hook_fixture_ksm_set(fx, "pages_to_scan", "50");
-    g_autofree char *xml = domain_xml("web-2", U_PLAIN, "merge=\"yes\" group=\"tenant-a\"", FALSE);
+    g_autofree char *xml = hook_domain_xml("web-2", U_PLAIN, "merge=\"yes\" group=\"tenant-a\"", FALSE);
     g_assert_cmpint(run_xml(fx, "web-2", "prepare", xml, &run), ==, 0);
     g_autofree char *pts2 = hook_fixture_ksm_get(fx, "pages_to_scan");
     g_assert_cmpstr(pts2, ==, "50");
-    assert_contains(run.err, "1 other mergeable guest(s)");
+    hook_assert_contains(run.err, "1 other mergeable guest(s)");
     g_assert_cmpuint(hook_fixture_n_state_files(fx), ==, 2);
     hook_run_clear(&run);
 }
@@ -152,15 +133,15 @@ static void test_tune_scan(HookFixture *fx, gconstpointer data)
 {
     HookRun run = { 0 };
     g_autofree char *lines = g_strdup_printf("scan=tune\nsamepage=%s\n", g_getenv("SAMEPAGE_CLI"));
-    g_autofree char *xml2 = domain_xml("web-2", U_PLAIN, "merge=\"yes\" group=\"tenant-a\"",
+    g_autofree char *xml2 = hook_domain_xml("web-2", U_PLAIN, "merge=\"yes\" group=\"tenant-a\"",
                                        FALSE);
 
     hook_fixture_config(fx, lines);
     hook_run(fx, "web-1", "prepare", "merge-yes.xml", &run);
     g_assert_cmpint(run.status, ==, 0);
     g_assert_cmpint(run.elapsed_ms, <, QUICK_MS);
-    assert_contains(run.err, "ksmd started for 1 mergeable guest(s)");
-    assert_contains(run.err, "samepage tune started (pid ");
+    hook_assert_contains(run.err, "ksmd started for 1 mergeable guest(s)");
+    hook_assert_contains(run.err, "samepage tune started (pid ");
     int pid = wait_tune_pid(fx);
     g_assert_cmpint(pid, >, 1);
     /* Detached: its own session, not the hook's child. */
@@ -169,7 +150,7 @@ static void test_tune_scan(HookFixture *fx, gconstpointer data)
 
     /* Another mergeable guest: the same process, told to converge again. */
     g_assert_cmpint(run_xml(fx, "web-2", "prepare", xml2, &run), ==, 0);
-    assert_contains(run.err, "told to converge again: 2 mergeable guest(s)");
+    hook_assert_contains(run.err, "told to converge again: 2 mergeable guest(s)");
     g_assert_cmpint(tune_pid(fx), ==, pid);
     hook_run_clear(&run);
 
@@ -182,7 +163,7 @@ static void test_tune_scan(HookFixture *fx, gconstpointer data)
     hook_run_clear(&run);
     g_assert_nonnull(hook_fixture_wait_outcome(fx, 10000));
     g_autofree char *log = hook_fixture_read_log(fx);
-    assert_contains(log, "stopped: no mergeable guest left");
+    hook_assert_contains(log, "stopped: no mergeable guest left");
     g_assert_cmpint(tune_pid(fx), ==, 0);
     g_autofree char *pidfile = g_build_filename(fx->state_dir, "tune.pid", NULL);
     g_assert_false(g_file_test(pidfile, G_FILE_TEST_EXISTS));
@@ -197,8 +178,8 @@ static void test_tune_without_cli(HookFixture *fx, gconstpointer data)
     hook_fixture_config(fx, "scan=tune\nsamepage=/nonexistent/samepage\npages_to_scan=777\n");
     hook_run(fx, "web-1", "prepare", "merge-yes.xml", &run);
     g_assert_cmpint(run.status, ==, 0);
-    assert_contains(run.err, "/nonexistent/samepage is not an executable");
-    assert_contains(run.err, "scanning at pages_to_scan=777");
+    hook_assert_contains(run.err, "/nonexistent/samepage is not an executable");
+    hook_assert_contains(run.err, "scanning at pages_to_scan=777");
     g_autofree char *pts = hook_fixture_ksm_get(fx, "pages_to_scan");
     g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
     g_assert_cmpstr(pts, ==, "777");
@@ -216,7 +197,7 @@ static void test_not_mergeable(HookFixture *fx, gconstpointer data)
     g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
     g_assert_cmpstr(runv, ==, "0");
     g_assert_cmpuint(hook_fixture_n_state_files(fx), ==, 0);
-    assert_contains(run.err, "not mergeable");
+    hook_assert_contains(run.err, "not mergeable");
     hook_run_clear(&run);
 
     /* Its stop does nothing either. */
@@ -229,7 +210,7 @@ static void test_not_mergeable(HookFixture *fx, gconstpointer data)
 static void test_one_stops_no_unmerge(HookFixture *fx, gconstpointer data)
 {
     HookRun run = { 0 };
-    g_autofree char *xml2 = domain_xml("web-2", U_PLAIN, "group=\"tenant-a\"", FALSE);
+    g_autofree char *xml2 = hook_domain_xml("web-2", U_PLAIN, "group=\"tenant-a\"", FALSE);
 
     hook_run(fx, "web-1", "prepare", "merge-yes.xml", &run);
     hook_run_clear(&run);
@@ -239,7 +220,7 @@ static void test_one_stops_no_unmerge(HookFixture *fx, gconstpointer data)
 
     hook_run(fx, "web-1", "stopped", "merge-yes.xml", &run);
     g_assert_cmpint(run.status, ==, 0);
-    assert_contains(run.err, "1 mergeable guest(s) still running: no unmerge");
+    hook_assert_contains(run.err, "1 mergeable guest(s) still running: no unmerge");
     hook_run_clear(&run);
     /* release after stopped: already forgotten. */
     hook_run(fx, "web-1", "release", "merge-yes.xml", &run);
@@ -263,8 +244,8 @@ static void test_last_stops_unmerges(HookFixture *fx, gconstpointer data)
     hook_run(fx, "web-1", "stopped", "merge-yes.xml", &run);
     g_assert_cmpint(run.status, ==, 0);
     g_assert_cmpint(run.elapsed_ms, <, QUICK_MS);
-    assert_contains(run.err, "last mergeable guest gone");
-    assert_contains(run.err, "detached child");
+    hook_assert_contains(run.err, "last mergeable guest gone");
+    hook_assert_contains(run.err, "detached child");
     hook_run_clear(&run);
 
     g_autofree char *outcome = hook_fixture_wait_outcome(fx, 10000);
@@ -278,8 +259,8 @@ static void test_last_stops_unmerges(HookFixture *fx, gconstpointer data)
 
     /* The outcome is logged (the detached child writes the file log). */
     g_autofree char *log = hook_fixture_read_log(fx);
-    assert_contains(log, "unmerge done");
-    assert_contains(log, "\"event\":\"ksm-unmerge\"");
+    hook_assert_contains(log, "unmerge done");
+    hook_assert_contains(log, "\"event\":\"ksm-unmerge\"");
 }
 
 static void test_no_headroom_stops_ksmd(HookFixture *fx, gconstpointer data)
@@ -302,8 +283,8 @@ static void test_no_headroom_stops_ksmd(HookFixture *fx, gconstpointer data)
     g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
     g_assert_cmpstr(runv, ==, "0");
     g_autofree char *log = hook_fixture_read_log(fx);
-    assert_contains(log, "unmerge refused");
-    assert_contains(log, "reserve");
+    hook_assert_contains(log, "unmerge refused");
+    hook_assert_contains(log, "reserve");
 }
 
 static void test_contradiction_refused(HookFixture *fx, gconstpointer data)
@@ -312,9 +293,9 @@ static void test_contradiction_refused(HookFixture *fx, gconstpointer data)
 
     hook_run(fx, "contra-yes", "prepare", "contradiction-yes.xml", &run);
     g_assert_cmpint(run.status, ==, 1);
-    assert_contains(run.err, "start refused");
-    assert_contains(run.err, "merge=\"yes\"");
-    assert_contains(run.err, "<nosharepages/>");
+    hook_assert_contains(run.err, "start refused");
+    hook_assert_contains(run.err, "merge=\"yes\"");
+    hook_assert_contains(run.err, "<nosharepages/>");
     g_assert_cmpuint(hook_fixture_n_state_files(fx), ==, 0);
     g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
     g_assert_cmpstr(runv, ==, "0");
@@ -346,7 +327,7 @@ static void test_contradiction_refused(HookFixture *fx, gconstpointer data)
 static void test_trust_groups(HookFixture *fx, gconstpointer data)
 {
     HookRun run = { 0 };
-    g_autofree char *other = domain_xml("db-1", U_PLAIN, "group=\"tenant-b\"", FALSE);
+    g_autofree char *other = hook_domain_xml("db-1", U_PLAIN, "group=\"tenant-b\"", FALSE);
 
     hook_run(fx, "web-1", "prepare", "merge-yes.xml", &run);
     g_assert_cmpint(run.status, ==, 0);
@@ -356,17 +337,17 @@ static void test_trust_groups(HookFixture *fx, gconstpointer data)
      * starting db-1 (issue 17, finding 8): it names no other tenant's guest
      * or group; the host's log has the full detail. */
     g_assert_cmpint(run_xml(fx, "db-1", "prepare", other, &run), ==, 1);
-    assert_contains(run.err, "tenant-b");
-    assert_contains(run.err, "policy=strict");
+    hook_assert_contains(run.err, "tenant-b");
+    hook_assert_contains(run.err, "policy=strict");
     g_assert_null(strstr(run.err, "web-1"));
     g_assert_null(strstr(run.err, "tenant-a"));
     g_assert_cmpuint(hook_fixture_n_state_files(fx), ==, 1);
     g_autofree char *log = hook_fixture_read_log(fx);
-    assert_contains(log, "'web-1' (group 'tenant-a')");
+    hook_assert_contains(log, "'web-1' (group 'tenant-a')");
     hook_run_clear(&run);
 
     /* A guest that does not merge may run beside anyone. */
-    g_autofree char *private = domain_xml("db-2", "22222222-2222-2222-2222-333333333333",
+    g_autofree char *private = hook_domain_xml("db-2", "22222222-2222-2222-2222-333333333333",
                                           "merge=\"no\" group=\"tenant-b\"", TRUE);
     g_assert_cmpint(run_xml(fx, "db-2", "prepare", private, &run), ==, 0);
     hook_run_clear(&run);
@@ -375,7 +356,7 @@ static void test_trust_groups(HookFixture *fx, gconstpointer data)
     hook_fixture_config(fx, "policy=permissive\n");
     g_assert_cmpint(run_xml(fx, "db-1", "prepare", other, &run), ==, 0);
     g_autofree char *log2 = hook_fixture_read_log(fx);
-    assert_contains(log2, "allowed by policy=permissive");
+    hook_assert_contains(log2, "allowed by policy=permissive");
     g_assert_cmpuint(hook_fixture_n_state_files(fx), ==, 2);
     hook_run_clear(&run);
 }
@@ -396,10 +377,10 @@ static void test_lock_busy(HookFixture *fx, gconstpointer data)
     g_assert_cmpint(flock(fd, LOCK_EX), ==, 0);
 
     /* prepare of a mergeable guest is refused within its bound... */
-    g_autofree char *xml2 = domain_xml("web-2", U_PLAIN, "group=\"tenant-a\"", FALSE);
+    g_autofree char *xml2 = hook_domain_xml("web-2", U_PLAIN, "group=\"tenant-a\"", FALSE);
     g_assert_cmpint(run_xml(fx, "web-2", "prepare", xml2, &run), ==, 1);
     g_assert_cmpint(run.elapsed_ms, >=, 900);
-    assert_contains(run.err, "retry");
+    hook_assert_contains(run.err, "retry");
     hook_run_clear(&run);
 
     /* ...while a stop returns at once and leaves the unmerge to the child,
@@ -436,7 +417,7 @@ static void test_guest_back_before_unmerge(HookFixture *fx, gconstpointer data)
     hook_run_clear(&run);
     /* Register the new guest as prepare would, then free the lock: prepare
      * itself waits for the lock, so run it while we release. */
-    g_autofree char *xml2 = domain_xml("web-2", U_PLAIN, "group=\"tenant-a\"", FALSE);
+    g_autofree char *xml2 = hook_domain_xml("web-2", U_PLAIN, "group=\"tenant-a\"", FALSE);
     g_autofree char *state2 = hook_fixture_state_file(fx, U_PLAIN);
     g_autofree char *text = g_strdup_printf("[domain]\nname=web-2\nuuid=%s\ngroup=tenant-a\n"
                                             "phase=prepared\nqemu_pid=0\nqemu_start_time=0\n"
@@ -451,7 +432,7 @@ static void test_guest_back_before_unmerge(HookFixture *fx, gconstpointer data)
     g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
     g_assert_cmpstr(runv, ==, "1");
     g_autofree char *log = hook_fixture_read_log(fx);
-    assert_contains(log, "running again: no unmerge");
+    hook_assert_contains(log, "running again: no unmerge");
     (void)xml2;
 }
 
@@ -472,7 +453,7 @@ static void test_hostile_names(HookFixture *fx, gconstpointer data)
     for (guint i = 0; lines[i]; i++) {
         g_assert_true(g_str_has_prefix(lines[i], "samepage-ksm: "));
     }
-    assert_contains(run.err, "日本");
+    hook_assert_contains(run.err, "日本");
     hook_run_clear(&run);
 
     hook_run(fx, argv_name, "stopped", "hostile.xml", &run);
@@ -524,7 +505,7 @@ static void test_smart_scan_setting(HookFixture *fx, gconstpointer data)
     hook_fixture_config(fx, "smart_scan=sometimes\n");
     hook_run(fx, "web-2", "prepare", "merge-yes.xml", &run);
     g_assert_cmpint(run.status, ==, 1);
-    assert_contains(run.err, "smart_scan=sometimes is not valid: off, on or keep");
+    hook_assert_contains(run.err, "smart_scan=sometimes is not valid: off, on or keep");
     g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
     g_autofree char *still = hook_fixture_ksm_get(fx, "smart_scan");
     g_assert_cmpstr(runv, ==, "0");
@@ -543,13 +524,13 @@ static void test_bad_config(HookFixture *fx, gconstpointer data)
 
     hook_run(fx, "web-2", "prepare", "default.xml", &run);
     g_assert_cmpint(run.status, ==, 1);
-    assert_contains(run.err, "reserve_mib=lots");
+    hook_assert_contains(run.err, "reserve_mib=lots");
     hook_run_clear(&run);
 
     /* Cleanup goes on with the defaults. */
     hook_run(fx, "web-1", "stopped", "merge-yes.xml", &run);
     g_assert_cmpint(run.status, ==, 0);
-    assert_contains(run.err, "using the defaults");
+    hook_assert_contains(run.err, "using the defaults");
     hook_run_clear(&run);
     g_assert_nonnull(hook_fixture_wait_outcome(fx, 10000));
 }
@@ -557,7 +538,7 @@ static void test_bad_config(HookFixture *fx, gconstpointer data)
 static void test_reconnect_rebuilds(HookFixture *fx, gconstpointer data)
 {
     HookRun run = { 0 };
-    g_autofree char *xml2 = domain_xml("web-2", U_PLAIN, "group=\"tenant-a\"", FALSE);
+    g_autofree char *xml2 = hook_domain_xml("web-2", U_PLAIN, "group=\"tenant-a\"", FALSE);
 
     hook_run(fx, "web-1", "prepare", "merge-yes.xml", &run);
     hook_run_clear(&run);
@@ -568,7 +549,7 @@ static void test_reconnect_rebuilds(HookFixture *fx, gconstpointer data)
     hook_fixture_libvirt_pid(fx, "web-1", 4242);
     hook_fixture_libvirt_pid(fx, "web-2", 4343);
     hook_run(fx, "web-1", "started", "merge-yes.xml", &run);
-    assert_contains(run.err, "QEMU pid 4242");
+    hook_assert_contains(run.err, "QEMU pid 4242");
     hook_run_clear(&run);
 
     /* libvirtd restarts; /run lost our state meanwhile (worst case). */
@@ -578,24 +559,24 @@ static void test_reconnect_rebuilds(HookFixture *fx, gconstpointer data)
     g_unlink(s2);
     hook_run(fx, "web-1", "reconnect", "merge-yes.xml", &run);
     g_assert_cmpint(run.status, ==, 0);
-    assert_contains(run.err, "state rebuilt");
+    hook_assert_contains(run.err, "state rebuilt");
     hook_run_clear(&run);
     run_xml(fx, "web-2", "reconnect", xml2, &run);
     hook_run_clear(&run);
     g_assert_cmpuint(hook_fixture_n_state_files(fx), ==, 2);
     g_autofree char *text = NULL;
     g_assert_true(g_file_get_contents(s2, &text, NULL, NULL));
-    assert_contains(text, "qemu_pid=4343");
-    assert_contains(text, "phase=reconnected");
+    hook_assert_contains(text, "qemu_pid=4343");
+    hook_assert_contains(text, "phase=reconnected");
 
     /* The next stop behaves: one left -> no unmerge; last -> unmerge. */
     hook_fixture_qemu_exit(fx, 4242);
     hook_run(fx, "web-1", "stopped", "merge-yes.xml", &run);
-    assert_contains(run.err, "still running: no unmerge");
+    hook_assert_contains(run.err, "still running: no unmerge");
     hook_run_clear(&run);
     hook_fixture_qemu_exit(fx, 4343);
     run_xml(fx, "web-2", "stopped", xml2, &run);
-    assert_contains(run.err, "last mergeable guest gone");
+    hook_assert_contains(run.err, "last mergeable guest gone");
     hook_run_clear(&run);
     g_assert_nonnull(hook_fixture_wait_outcome(fx, 10000));
 }
@@ -603,7 +584,7 @@ static void test_reconnect_rebuilds(HookFixture *fx, gconstpointer data)
 static void test_stale_state_pruned(HookFixture *fx, gconstpointer data)
 {
     HookRun run = { 0 };
-    g_autofree char *xml2 = domain_xml("web-2", U_PLAIN, "group=\"tenant-b\"", FALSE);
+    g_autofree char *xml2 = hook_domain_xml("web-2", U_PLAIN, "group=\"tenant-b\"", FALSE);
 
     /* web-1 ran in group tenant-a, then its QEMU died without a stop hook
      * (libvirtd was down).  Its state must not block tenant-b. */
@@ -620,7 +601,7 @@ static void test_stale_state_pruned(HookFixture *fx, gconstpointer data)
     g_assert_cmpint(run_xml(fx, "web-2", "prepare", xml2, &run), ==, 0);
     g_assert_cmpuint(hook_fixture_n_state_files(fx), ==, 1);
     g_autofree char *log = hook_fixture_read_log(fx);
-    assert_contains(log, "stale");
+    hook_assert_contains(log, "stale");
     hook_run_clear(&run);
 }
 
@@ -632,14 +613,14 @@ static void test_no_ksm(HookFixture *fx, gconstpointer data)
     g_unlink(run_file);
     hook_run(fx, "web-1", "prepare", "merge-yes.xml", &run);
     g_assert_cmpint(run.status, ==, 0);
-    assert_contains(run.err, "no KSM");
+    hook_assert_contains(run.err, "no KSM");
     hook_run_clear(&run);
     hook_run(fx, "web-1", "stopped", "merge-yes.xml", &run);
     g_assert_cmpint(run.status, ==, 0);
     hook_run_clear(&run);
     g_usleep(300 * 1000);
     g_autofree char *log = hook_fixture_read_log(fx);
-    assert_contains(log, "nothing to do");
+    hook_assert_contains(log, "nothing to do");
 }
 
 static void test_check_config(HookFixture *fx, gconstpointer data)
@@ -657,7 +638,7 @@ static void test_check_config(HookFixture *fx, gconstpointer data)
     g_free(err);
     g_assert_true(g_spawn_sync(NULL, check, NULL, 0, NULL, NULL, &out, &err, &status, NULL));
     g_assert_true(g_spawn_check_wait_status(status, NULL));
-    assert_contains(out, "policy=strict");
+    hook_assert_contains(out, "policy=strict");
 }
 
 int main(int argc, char **argv)

@@ -20,30 +20,6 @@
 #define U_DB "22222222-2222-2222-2222-222222222222"
 #define NOBODY 65534
 
-static void assert_contains(const char *haystack, const char *needle)
-{
-    if (!strstr(haystack, needle)) {
-        g_error("'%s' not found in:\n%s", needle, haystack);
-    }
-}
-
-static void assert_lacks(const char *haystack, const char *needle)
-{
-    if (strstr(haystack, needle)) {
-        g_error("'%s' should not be in:\n%s", needle, haystack);
-    }
-}
-
-static char *domain_xml(const char *name, const char *uuid, const char *group)
-{
-    g_autofree char *escaped = g_markup_escape_text(name, -1);
-
-    return g_strdup_printf(
-        "<domain type='qemu'><name>%s</name><uuid>%s</uuid><metadata>"
-        "<ksm:policy xmlns:ksm=\"https://samepage.invalid/xmlns/ksm/1\" merge=\"yes\" "
-        "group=\"%s\"/></metadata></domain>\n", escaped, uuid, group);
-}
-
 static gboolean need_root(void)
 {
     if (geteuid() != 0) {
@@ -63,7 +39,7 @@ static void test_option_like_names(HookFixture *fx, gconstpointer data)
 
     for (guint i = 0; names[i]; i++) {
         g_autofree char *uuid = g_strdup_printf("33333333-3333-3333-3333-%012u", i);
-        g_autofree char *xml = domain_xml(names[i], uuid, "tenant-a");
+        g_autofree char *xml = hook_merge_xml(names[i], uuid, "tenant-a");
         hook_run_text(fx, names[i], "prepare", xml, &run);
         if (run.status != 0) {
             g_error("domain %s: exit %d\n%s", names[i], run.status, run.err);
@@ -74,16 +50,16 @@ static void test_option_like_names(HookFixture *fx, gconstpointer data)
             g_error("domain %s: no state file (not handled as a guest)\n%s%s", names[i],
                     run.out, run.err);
         }
-        assert_contains(run.err, "prepare: mergeable");
+        hook_assert_contains(run.err, "prepare: mergeable");
         g_assert_cmpstr(run.out, ==, "");
         hook_run_clear(&run);
     }
     /* And its trust group is checked like anyone's. */
-    g_autofree char *other = domain_xml("--check-config", "44444444-4444-4444-4444-444444444444",
+    g_autofree char *other = hook_merge_xml("--check-config", "44444444-4444-4444-4444-444444444444",
                                         "tenant-b");
     hook_run_text(fx, "--check-config", "prepare", other, &run);
     g_assert_cmpint(run.status, ==, 1);
-    assert_contains(run.err, "start refused");
+    hook_assert_contains(run.err, "start refused");
     hook_run_clear(&run);
 }
 
@@ -94,8 +70,8 @@ static void test_decoy_uuid(HookFixture *fx, gconstpointer data)
     HookRun run = { 0 };
     /* A name libvirt escapes in its file names (quotes, &, <, >). */
     const char *name = "web 'a' \"b\" & <c> \xc3\xa9";
-    g_autofree char *web = domain_xml(name, U_WEB, "tenant-a");
-    g_autofree char *db = domain_xml("db-1", U_DB, "tenant-b");
+    g_autofree char *web = hook_merge_xml(name, U_WEB, "tenant-a");
+    g_autofree char *db = hook_merge_xml("db-1", U_DB, "tenant-b");
     static const char *const decoy_argv[] = { "/usr/bin/sleep", "1000", "-uuid", U_WEB, NULL };
 
     /* The decoys come first (a lower pid, as in real life), the QEMU
@@ -110,7 +86,7 @@ static void test_decoy_uuid(HookFixture *fx, gconstpointer data)
     hook_run_clear(&run);
     hook_run_text(fx, name, "started", web, &run);
     g_assert_cmpint(run.status, ==, 0);
-    assert_contains(run.err, "QEMU pid 4242");
+    hook_assert_contains(run.err, "QEMU pid 4242");
     hook_run_clear(&run);
 
     /* The decoys exit. */
@@ -126,14 +102,14 @@ static void test_decoy_uuid(HookFixture *fx, gconstpointer data)
 
     /* ...and a pid file naming a process without the guest's UUID (a
      * stale file, a reused pid) is not believed either. */
-    g_autofree char *web2 = domain_xml("web-2", U_DB, "tenant-a");
+    g_autofree char *web2 = hook_merge_xml("web-2", U_DB, "tenant-a");
     hook_fixture_process(fx, 5000, "sleep", decoy_argv);
     hook_fixture_libvirt_pid(fx, "web-2", 5000);
     hook_run_text(fx, "web-2", "prepare", web2, &run);
     g_assert_cmpint(run.status, ==, 0);
     hook_run_clear(&run);
     hook_run_text(fx, "web-2", "started", web2, &run);
-    assert_contains(run.err, "QEMU pid 0");
+    hook_assert_contains(run.err, "QEMU pid 0");
     hook_run_clear(&run);
 }
 
@@ -143,13 +119,13 @@ static void test_scan_manual(HookFixture *fx, gconstpointer data)
     HookRun run = { 0 };
     g_autofree char *lines = g_strdup_printf("scan=manual\nsamepage=%s\npages_to_scan=321\n",
                                              g_getenv("SAMEPAGE_CLI"));
-    g_autofree char *web = domain_xml("web-1", U_WEB, "tenant-a");
+    g_autofree char *web = hook_merge_xml("web-1", U_WEB, "tenant-a");
 
     hook_fixture_config(fx, lines);
     hook_run_text(fx, "web-1", "prepare", web, &run);
     g_assert_cmpint(run.status, ==, 0);
-    assert_contains(run.err, "ksmd started for 1 mergeable guest(s)");
-    assert_lacks(run.err, "samepage tune");
+    hook_assert_contains(run.err, "ksmd started for 1 mergeable guest(s)");
+    hook_assert_lacks(run.err, "samepage tune");
     g_autofree char *pts = hook_fixture_ksm_get(fx, "pages_to_scan");
     g_assert_cmpstr(pts, ==, "321");
     g_autofree char *pidfile = g_build_filename(fx->state_dir, "tune.pid", NULL);
@@ -162,7 +138,7 @@ static void test_scan_manual(HookFixture *fx, gconstpointer data)
     g_autofree char *out = NULL, *err = NULL;
     int status;
     g_assert_true(g_spawn_sync(NULL, argv, NULL, 0, NULL, NULL, &out, &err, &status, NULL));
-    assert_contains(out, "scan=manual");
+    hook_assert_contains(out, "scan=manual");
 }
 
 /* Finding 6: a DOCTYPE (entities) is refused before anything expands. */
@@ -178,7 +154,7 @@ static void test_doctype_refused(HookFixture *fx, gconstpointer data)
 
     hook_run_text(fx, "db-1", "prepare", group_entity, &run);
     g_assert_cmpint(run.status, ==, 1);
-    assert_contains(run.err, "document type declaration");
+    hook_assert_contains(run.err, "document type declaration");
     g_assert_cmpuint(hook_fixture_n_state_files(fx), ==, 0);
     hook_run_clear(&run);
 
@@ -227,17 +203,17 @@ static void test_control_bytes_escaped(HookFixture *fx, gconstpointer data)
     /* argv: what libvirt passes; the XML name: tab and newline, which XML
      * allows (libvirt refuses a newline, not a tab). */
     const char *argv_name = "ev\x1b[31mil\r\xff\xfe-1";
-    g_autofree char *xml = domain_xml("ta\tb\ncr", U_WEB, "tenant-a");
+    g_autofree char *xml = hook_merge_xml("ta\tb\ncr", U_WEB, "tenant-a");
 
     hook_run_text(fx, argv_name, "prepare", xml, &run);
     g_assert_cmpint(run.status, ==, 0);
     assert_clean_lines(run.err);
-    assert_contains(run.err, "\\u001b[31mil\\u000d\\xff\\xfe-1");
-    assert_contains(run.err, "ta\\u0009b\\u000acr");
+    hook_assert_contains(run.err, "\\u001b[31mil\\u000d\\xff\\xfe-1");
+    hook_assert_contains(run.err, "ta\\u0009b\\u000acr");
     hook_run_clear(&run);
 
     /* A refusal about another guest with such a name: the log has it, escaped. */
-    g_autofree char *db = domain_xml("db\x1b]0;x\x07", U_DB, "tenant-b");
+    g_autofree char *db = hook_merge_xml("db\x1b]0;x\x07", U_DB, "tenant-b");
     hook_run_text(fx, "db", "prepare", db, &run);
     g_assert_cmpint(run.status, ==, 1);   /* malformed: \x1b is no XML character */
     assert_clean_lines(run.err);
@@ -249,7 +225,7 @@ static void test_control_bytes_escaped(HookFixture *fx, gconstpointer data)
     hook_run_text(fx, "web-2", "prepare", xml, &run);
     g_assert_cmpint(run.status, ==, 1);
     assert_clean_lines(run.err);
-    assert_contains(run.err, "log_level=\\u001b[2J\\xc3(");
+    hook_assert_contains(run.err, "log_level=\\u001b[2J\\xc3(");
     hook_run_clear(&run);
     g_assert_true(g_file_set_contents(fx->config, "[ksm]\nbad line \x1b\x01\n", -1, NULL));
     hook_run_text(fx, "web-2", "prepare", xml, &run);
@@ -264,7 +240,7 @@ static void test_control_bytes_escaped(HookFixture *fx, gconstpointer data)
 static void expect_prepare_refused(HookFixture *fx, const char *why)
 {
     HookRun run = { 0 };
-    g_autofree char *web = domain_xml("web-1", U_WEB, "tenant-a");
+    g_autofree char *web = hook_merge_xml("web-1", U_WEB, "tenant-a");
 
     hook_run_text(fx, "web-1", "prepare", web, &run);
     if (run.status != 1 || !strstr(run.err, why)) {
@@ -338,12 +314,12 @@ static void test_untrusted_samepage(HookFixture *fx, gconstpointer data)
         g_assert_cmpint(chown(bin, i == 2 ? NOBODY : 0, 0), ==, 0);
         hook_fixture_ksm_set(fx, "run", "0");
         g_autofree char *uuid = g_strdup_printf("55555555-5555-5555-5555-%012u", i);
-        g_autofree char *xml = domain_xml(cases[i], uuid, "tenant-a");
+        g_autofree char *xml = hook_merge_xml(cases[i], uuid, "tenant-a");
         hook_run_text(fx, cases[i], "prepare", xml, &run);
         /* The guest starts (ksmd at the manual rate); samepage is not run. */
         g_assert_cmpint(run.status, ==, 0);
-        assert_contains(run.err, "is not an executable root may run");
-        assert_lacks(run.err, "samepage tune started");
+        hook_assert_contains(run.err, "is not an executable root may run");
+        hook_assert_lacks(run.err, "samepage tune started");
         g_autofree char *pidfile = g_build_filename(fx->state_dir, "tune.pid", NULL);
         g_assert_false(g_file_test(pidfile, G_FILE_TEST_EXISTS));
         hook_run_clear(&run);
@@ -361,14 +337,14 @@ static void test_log_file_links(HookFixture *fx, gconstpointer data)
 {
     HookRun run = { 0 };
     g_autofree char *target = g_build_filename(fx->root, "precious", NULL);
-    g_autofree char *web = domain_xml("web-1", U_WEB, "tenant-a");
+    g_autofree char *web = hook_merge_xml("web-1", U_WEB, "tenant-a");
     g_autofree char *text = NULL;
 
     g_assert_true(g_file_set_contents(target, "root's file\n", -1, NULL));
     g_assert_cmpint(symlink(target, fx->log), ==, 0);
     hook_run_text(fx, "web-1", "prepare", web, &run);
     g_assert_cmpint(run.status, ==, 0);
-    assert_contains(run.err, "log_file not written");
+    hook_assert_contains(run.err, "log_file not written");
     hook_run_clear(&run);
     g_assert_true(g_file_get_contents(target, &text, NULL, NULL));
     g_assert_cmpstr(text, ==, "root's file\n");
@@ -378,7 +354,7 @@ static void test_log_file_links(HookFixture *fx, gconstpointer data)
     g_assert_cmpint(link(target, fx->log), ==, 0);
     hook_run_text(fx, "web-1", "started", web, &run);
     g_assert_cmpint(run.status, ==, 0);
-    assert_contains(run.err, "hard links");
+    hook_assert_contains(run.err, "hard links");
     hook_run_clear(&run);
     g_free(text);
     g_assert_true(g_file_get_contents(target, &text, NULL, NULL));
