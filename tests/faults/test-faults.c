@@ -8,6 +8,7 @@
  *   state-dir-full         the state directory on a full tmpfs (ENOSPC)
  *   state-dir-readonly     the state directory on a read-only tmpfs
  *   stop-on-readonly-state-dir  a guest stopping while it is read-only
+ *   stop-on-full-state-dir a guest stopping while it is full
  *   parallel-unmerges      10 `samepage unmerge --all` with hook events among them
  *
  * Expected each time: no crash, no lock left held, no state or temporary
@@ -326,6 +327,79 @@ static void test_stop_on_readonly_state_dir(HookFixture *fx, gconstpointer data)
     hook_run_clear(&again);
 }
 
+/* A guest stops while /run is full: the unmerge still runs (it needs no
+ * space), only its outcome file is lost, and the log says so. */
+static void test_stop_on_full_state_dir(HookFixture *fx, gconstpointer data)
+{
+    if (geteuid() != 0) {
+        g_test_skip("mounting a tmpfs needs root");
+        return;
+    }
+    HookRun run = { 0 };
+    g_assert_cmpint(g_mkdir_with_parents(fx->state_dir, 0700), ==, 0);
+    if (mount("samepage-faults", fx->state_dir, "tmpfs", MS_NOSUID | MS_NODEV,
+              "size=16k,mode=0700") < 0) {
+        g_test_skip_printf("cannot mount a tmpfs: %s", g_strerror(errno));
+        return;
+    }
+    hook_run(fx, "web-1", "prepare", "merge-yes.xml", &run);
+    int prepared = run.status;
+    hook_run_clear(&run);
+    hook_fixture_ksm_set(fx, "pages_sharing", "5000");
+    g_autofree char *filler = g_build_filename(fx->state_dir, "filler", NULL);
+    int fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    char block[512] = { 0 };
+    while (fd >= 0 && write(fd, block, sizeof(block)) > 0) {
+    }
+    gboolean filled = fd >= 0 && errno == ENOSPC;
+    if (fd >= 0) {
+        close(fd);
+    }
+    hook_run(fx, "web-1", "stopped", "merge-yes.xml", &run);
+    /* The outcome cannot be written: wait for the log's word instead. */
+    g_autofree char *log = NULL;
+    gint64 deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+    while (g_get_monotonic_time() < deadline) {
+        g_free(log);
+        log = hook_fixture_read_log(fx);
+        if (strstr(log, "cannot keep the unmerge outcome")) {
+            break;
+        }
+        g_usleep(20 * 1000);
+    }
+    /* The detached child lets go of the lock once it has logged. */
+    deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    gboolean lock_free = FALSE;
+    while (!lock_free && g_get_monotonic_time() < deadline) {
+        int lfd = open(fx->lock, O_RDWR | O_CLOEXEC);
+        lock_free = lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) == 0;
+        if (lfd >= 0) {
+            close(lfd);
+        }
+        if (!lock_free) {
+            g_usleep(20 * 1000);
+        }
+    }
+    guint n_states = hook_fixture_n_state_files(fx);
+    const char *const expected[] = { "filler", NULL };
+    guint n_others = n_other_files(fx->state_dir, expected);
+    g_assert_cmpint(umount2(fx->state_dir, MNT_DETACH), ==, 0);
+
+    g_assert_cmpint(prepared, ==, 0);
+    g_assert_true(filled);
+    g_assert_cmpint(run.status, ==, 0);
+    assert_contains(run.err, "last mergeable guest gone");
+    assert_contains(log, "unmerge done");
+    assert_contains(log, "cannot keep the unmerge outcome");
+    assert_contains(log, "No space left on device");
+    g_assert_true(lock_free);
+    g_assert_cmpuint(n_states, ==, 0);
+    g_assert_cmpuint(n_others, ==, 0);
+    g_autofree char *run_knob = hook_fixture_ksm_get(fx, "run");
+    g_assert_cmpstr(run_knob, ==, "2");
+    hook_run_clear(&run);
+}
+
 /* ---- 3. parallel unmerges and hook events ---- */
 
 #define N_PARALLEL 10
@@ -423,6 +497,7 @@ int main(int argc, char **argv)
     HOOK_TEST("/faults/state-dir-full", test_state_dir_full);
     HOOK_TEST("/faults/state-dir-readonly", test_state_dir_readonly);
     HOOK_TEST("/faults/stop-on-readonly-state-dir", test_stop_on_readonly_state_dir);
+    HOOK_TEST("/faults/stop-on-full-state-dir", test_stop_on_full_state_dir);
     HOOK_TEST("/faults/parallel-unmerges", test_parallel_unmerges);
     return g_test_run();
 }
