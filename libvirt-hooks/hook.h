@@ -193,7 +193,7 @@ void hook_state_write_outcome(HookStateStore *store, const char *json);
 /* A detached child's marker, kept from its start to its end (what: "unmerge"
  * or "ksmd start"); _check logs and removes each one whose child is gone. */
 void hook_state_detached_begin(HookStateStore *store, const char *what);
-void hook_state_detached_end(HookStateStore *store);
+void hook_state_detached_end(HookStateStore *store, const char *what);
 void hook_state_detached_check(HookStateStore *store);
 
 /* trust.c ----------------------------------------------------------------- */

@@ -409,32 +409,41 @@ void hook_state_write_outcome(HookStateStore *store, const char *json)
 }
 
 /*
- * A detached child's marker: "detached-PID.pending" from its start to its
- * end.  One left behind by a child that is gone means the child was killed
- * (kill -9, the OOM killer) before it finished: nothing else would say so.
+ * A detached child's marker: an empty "detached-PID.WHAT.pending" from its
+ * start to its end (WHAT in the name: created in one step, a kill can never
+ * leave it half-written).  One left behind by a child that is gone means the
+ * child was killed (kill -9, the OOM killer) before it finished: nothing
+ * else would say so.
  */
 #define DETACHED_PREFIX "detached-"
 #define DETACHED_SUFFIX ".pending"
 
-static char *detached_path(HookStateStore *store, pid_t pid)
+static const char *detached_kind(const char *what)
 {
-    g_autofree char *file = g_strdup_printf(DETACHED_PREFIX "%d" DETACHED_SUFFIX, (int)pid);
+    return strcmp(what, "unmerge") == 0 ? "unmerge" : "start";
+}
+
+static char *detached_path(HookStateStore *store, pid_t pid, const char *what)
+{
+    g_autofree char *file = g_strdup_printf(DETACHED_PREFIX "%d.%s" DETACHED_SUFFIX, (int)pid,
+                                            detached_kind(what));
     return g_build_filename(store->dir, file, NULL);
 }
 
 void hook_state_detached_begin(HookStateStore *store, const char *what)
 {
-    g_autofree char *path = detached_path(store, getpid());
-    g_autofree char *text = g_strdup_printf("%s\n", what);
+    g_autofree char *path = detached_path(store, getpid(), what);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 
-    if (!g_file_set_contents_full(path, text, -1, G_FILE_SET_CONTENTS_NONE, 0600, NULL)) {
-        /* Only the warning after a kill is lost. */
+    if (fd >= 0) {
+        close(fd);
     }
+    /* else only the warning after a kill is lost */
 }
 
-void hook_state_detached_end(HookStateStore *store)
+void hook_state_detached_end(HookStateStore *store, const char *what)
 {
-    g_autofree char *path = detached_path(store, getpid());
+    g_autofree char *path = detached_path(store, getpid(), what);
     unlink(path);
 }
 
@@ -459,30 +468,22 @@ void hook_state_detached_check(HookStateStore *store)
     const char *entry;
 
     while (dir && (entry = g_dir_read_name(dir))) {
-        if (!g_str_has_prefix(entry, DETACHED_PREFIX) || !g_str_has_suffix(entry, DETACHED_SUFFIX)) {
+        if (!g_str_has_prefix(entry, DETACHED_PREFIX)) {
             continue;
         }
         char *end = NULL;
         gint64 pid = g_ascii_strtoll(entry + strlen(DETACHED_PREFIX), &end, 10);
-        if (pid <= 1 || pid > G_MAXINT32 || g_strcmp0(end, DETACHED_SUFFIX) != 0 ||
-            pid_alive((pid_t)pid)) {
-            continue;   /* still at work (or not ours) */
+        const char *what = g_strcmp0(end, ".unmerge" DETACHED_SUFFIX) == 0 ? "unmerge"
+                         : g_strcmp0(end, ".start" DETACHED_SUFFIX) == 0 ? "ksmd start" : NULL;
+        if (pid <= 1 || pid > G_MAXINT32 || !what || pid_alive((pid_t)pid)) {
+            continue;   /* still at work, or not ours */
         }
         g_autofree char *path = g_build_filename(store->dir, entry, NULL);
-        g_autofree char *what = NULL;
-        char *text = NULL;
-        if (g_file_get_contents(path, &text, NULL, NULL) && strlen(text) < 64) {
-            what = g_strstrip(text);
-        } else {
-            g_free(text);
-        }
         /* Of two events that see it, the one whose unlink wins says so. */
         if (unlink(path) == 0) {
             hook_log(HOOK_LOG_WARNING, "the detached child %d (%s) was killed before it "
                      "finished (kill -9 or the OOM killer?): KSM was left as that child found "
-                     "it; this and the next guest events decide again", (int)pid,
-                     what && (!strcmp(what, "unmerge") || !strcmp(what, "ksmd start"))
-                         ? what : "?");
+                     "it; this and the next guest events decide again", (int)pid, what);
         }
     }
 }

@@ -10,6 +10,7 @@
  *   stop-on-readonly-state-dir  a guest stopping while it is read-only
  *   stop-on-full-state-dir a guest stopping while it is full
  *   parallel-unmerges      10 `samepage unmerge --all` with hook events among them
+ *                          (two guests prepared/started/stopped, tune kicked)
  *
  * Expected each time: no crash, no lock left held, no state or temporary
  * file left behind, the knobs in a defined state, one clear log line.
@@ -47,6 +48,42 @@ static void assert_lock_free(HookFixture *fx)
     int got = flock(fd, LOCK_EX | LOCK_NB);
     close(fd);
     g_assert_cmpint(got, ==, 0);
+}
+
+/* The lock is free within timeout_ms: a detached child writes its outcome
+ * file before it lets go of the lock. */
+static gboolean wait_lock_free(HookFixture *fx, gint64 timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + timeout_ms * 1000;
+    for (;;) {
+        int fd = open(fx->lock, O_RDWR | O_CLOEXEC);
+        gboolean got = fd < 0 || flock(fd, LOCK_EX | LOCK_NB) == 0;
+        if (fd >= 0) {
+            close(fd);
+        }
+        if (got || g_get_monotonic_time() > deadline) {
+            return got;
+        }
+        g_usleep(20 * 1000);
+    }
+}
+
+/* No detached child at work any more (each keeps a marker while it runs). */
+static gboolean wait_no_detached(HookFixture *fx, gint64 timeout_ms)
+{
+    gint64 deadline = g_get_monotonic_time() + timeout_ms * 1000;
+    for (;;) {
+        g_autoptr(GDir) dir = g_dir_open(fx->state_dir, 0, NULL);
+        const char *entry;
+        gboolean any = FALSE;
+        while (dir && (entry = g_dir_read_name(dir))) {
+            any |= g_str_has_prefix(entry, "detached-");
+        }
+        if (!any || g_get_monotonic_time() > deadline) {
+            return !any;
+        }
+        g_usleep(20 * 1000);
+    }
 }
 
 static int take_lock(HookFixture *fx)
@@ -108,7 +145,7 @@ static void kill_detached_child(HookFixture *fx, const char *hook_err)
     g_assert_nonnull(handed);
     int child = atoi(handed + strlen("detached child "));
     g_assert_cmpint(child, >, 1);
-    g_autofree char *file = g_strdup_printf("detached-%d.pending", child);
+    g_autofree char *file = g_strdup_printf("detached-%d.unmerge.pending", child);
     g_autofree char *marker = g_build_filename(fx->state_dir, file, NULL);
     gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
     while (!g_file_test(marker, G_FILE_TEST_EXISTS) && g_get_monotonic_time() < deadline) {
@@ -163,7 +200,8 @@ static void test_unmerge_child_killed(HookFixture *fx, gconstpointer data)
     assert_contains(outcome, "\"result\":\"done\"");
     g_autofree char *run_end = hook_fixture_ksm_get(fx, "run");
     g_assert_cmpstr(run_end, ==, "2");
-    assert_lock_free(fx);
+    g_assert_true(wait_no_detached(fx, 10000));
+    g_assert_true(wait_lock_free(fx, 10000));
     g_autofree char *log = hook_fixture_read_log(fx);
     assert_contains(log, "unmerge done");
     const char *first = strstr(log, "was killed before it finished");
@@ -306,6 +344,7 @@ static void test_stop_on_readonly_state_dir(HookFixture *fx, gconstpointer data)
     HookRun again = { 0 };
     hook_run(fx, "web-1", "release", "merge-yes.xml", &again);
     g_autofree char *outcome2 = hook_fixture_wait_outcome(fx, 20000);
+    gboolean settled = wait_no_detached(fx, 10000) && wait_lock_free(fx, 10000);
     g_autofree char *run_knob = hook_fixture_ksm_get(fx, "run");
     g_assert_cmpint(umount2(fx->state_dir, MNT_DETACH), ==, 0);
 
@@ -322,7 +361,7 @@ static void test_stop_on_readonly_state_dir(HookFixture *fx, gconstpointer data)
     g_assert_nonnull(outcome2);
     assert_contains(outcome2, "\"result\":\"done\"");
     g_assert_cmpstr(run_knob, ==, "2");
-    assert_lock_free(fx);
+    g_assert_true(settled);
     hook_run_clear(&run);
     hook_run_clear(&again);
 }
@@ -346,6 +385,14 @@ static void test_stop_on_full_state_dir(HookFixture *fx, gconstpointer data)
     int prepared = run.status;
     hook_run_clear(&run);
     hook_fixture_ksm_set(fx, "pages_sharing", "5000");
+    /* The stop frees the guest's state file: fill /run only once the
+     * detached child is at work (waiting for the lock the test holds). */
+    int lock_fd = take_lock(fx);
+    hook_run(fx, "web-1", "stopped", "merge-yes.xml", &run);
+    gint64 until = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+    while (wait_no_detached(fx, 0) && g_get_monotonic_time() < until) {
+        g_usleep(5 * 1000);
+    }
     g_autofree char *filler = g_build_filename(fx->state_dir, "filler", NULL);
     int fd = open(filler, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     char block[512] = { 0 };
@@ -355,7 +402,7 @@ static void test_stop_on_full_state_dir(HookFixture *fx, gconstpointer data)
     if (fd >= 0) {
         close(fd);
     }
-    hook_run(fx, "web-1", "stopped", "merge-yes.xml", &run);
+    close(lock_fd);
     /* The outcome cannot be written: wait for the log's word instead. */
     g_autofree char *log = NULL;
     gint64 deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
@@ -368,18 +415,7 @@ static void test_stop_on_full_state_dir(HookFixture *fx, gconstpointer data)
         g_usleep(20 * 1000);
     }
     /* The detached child lets go of the lock once it has logged. */
-    deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
-    gboolean lock_free = FALSE;
-    while (!lock_free && g_get_monotonic_time() < deadline) {
-        int lfd = open(fx->lock, O_RDWR | O_CLOEXEC);
-        lock_free = lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) == 0;
-        if (lfd >= 0) {
-            close(lfd);
-        }
-        if (!lock_free) {
-            g_usleep(20 * 1000);
-        }
-    }
+    gboolean lock_free = wait_no_detached(fx, 10000) && wait_lock_free(fx, 10000);
     guint n_states = hook_fixture_n_state_files(fx);
     const char *const expected[] = { "filler", NULL };
     guint n_others = n_other_files(fx->state_dir, expected);
@@ -403,6 +439,11 @@ static void test_stop_on_full_state_dir(HookFixture *fx, gconstpointer data)
 /* ---- 3. parallel unmerges and hook events ---- */
 
 #define N_PARALLEL 10
+/* A second guest of the same trust group as xml/merge-yes.xml. */
+#define WEB2_XML "<domain type='qemu'><name>web-2</name>" \
+    "<uuid>22222222-2222-2222-2222-222222222222</uuid><metadata>" \
+    "<ksm:policy xmlns:ksm=\"https://samepage.invalid/xmlns/ksm/1\" group=\"tenant-a\"/>" \
+    "</metadata></domain>\n"
 #define RACE_BOUND_MS 60000
 
 static void test_parallel_unmerges(HookFixture *fx, gconstpointer data)
@@ -430,13 +471,23 @@ static void test_parallel_unmerges(HookFixture *fx, gconstpointer data)
         g_assert_no_error(error);
         /* Hook events among them: a start kicks samepage tune, a stop
          * hands an unmerge to a detached child. */
-        if (i == 3) {
+        if (i == 1) {
+            hook_run_text(fx, "web-2", "prepare", WEB2_XML, &run);
+            g_assert_cmpint(run.status, ==, 0);
+            hook_run_clear(&run);
+        } else if (i == 3) {
             hook_run(fx, "web-1", "started", "merge-yes.xml", &run);
             g_assert_cmpint(run.status, ==, 0);
             hook_run_clear(&run);
         } else if (i == 6) {
             hook_run(fx, "web-1", "stopped", "merge-yes.xml", &run);
             g_assert_cmpint(run.status, ==, 0);
+            assert_contains(run.err, "still running: no unmerge");
+            hook_run_clear(&run);
+        } else if (i == 8) {
+            hook_run_text(fx, "web-2", "stopped", WEB2_XML, &run);
+            g_assert_cmpint(run.status, ==, 0);
+            assert_contains(run.err, "last mergeable guest gone");
             hook_run_clear(&run);
         }
     }
@@ -451,7 +502,7 @@ static void test_parallel_unmerges(HookFixture *fx, gconstpointer data)
         g_object_unref(procs[i]);
     }
     gint64 elapsed_ms = (g_get_monotonic_time() - start) / 1000;
-    g_test_message("%d parallel unmerges and 2 hook events in %" G_GINT64_FORMAT " ms",
+    g_test_message("%d parallel unmerges and 4 hook events in %" G_GINT64_FORMAT " ms",
                    N_PARALLEL, elapsed_ms);
     g_assert_cmpint(elapsed_ms, <, RACE_BOUND_MS);
 
@@ -464,25 +515,13 @@ static void test_parallel_unmerges(HookFixture *fx, gconstpointer data)
         g_usleep(20 * 1000);
     }
     g_assert_false(g_file_test(tune_pid, G_FILE_TEST_EXISTS));
+    g_assert_true(wait_no_detached(fx, RACE_BOUND_MS));
+    g_assert_true(wait_lock_free(fx, RACE_BOUND_MS));
     g_assert_cmpuint(hook_fixture_n_state_files(fx), ==, 0);
     const char *const expected[] = { "last-unmerge.json", NULL };
     g_assert_cmpuint(n_other_files(fx->state_dir, expected), ==, 0);
     g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
     g_assert_cmpstr(runv, ==, "2");
-    /* Give the last detached child its time to let go. */
-    deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
-    for (;;) {
-        int fd = open(fx->lock, O_RDWR | O_CLOEXEC);
-        gboolean got = fd < 0 || flock(fd, LOCK_EX | LOCK_NB) == 0;
-        if (fd >= 0) {
-            close(fd);
-        }
-        if (got || g_get_monotonic_time() > deadline) {
-            g_assert_true(got);
-            break;
-        }
-        g_usleep(20 * 1000);
-    }
 }
 
 int main(int argc, char **argv)
