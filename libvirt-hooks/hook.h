@@ -190,6 +190,11 @@ void hook_domain_state_clear(HookDomainState *st);
 void hook_domain_state_free(HookDomainState *st);
 /* The last unmerge outcome (JSON), beside the domain files. */
 void hook_state_write_outcome(HookStateStore *store, const char *json);
+/* A detached child's marker, kept from its start to its end (what: "unmerge"
+ * or "ksmd start"); _check logs and removes each one whose child is gone. */
+void hook_state_detached_begin(HookStateStore *store, const char *what);
+void hook_state_detached_end(HookStateStore *store, const char *what);
+void hook_state_detached_check(HookStateStore *store);
 
 /* trust.c ----------------------------------------------------------------- */
 

@@ -253,6 +253,8 @@ int hook_handle(HookEnv *env, const char *name, const char *op, const char *subo
                 const char *xml, gsize len)
 {
     hook_log_set_domain(name, NULL);
+    /* A detached child of an earlier event killed before it finished. */
+    hook_state_detached_check(env->store);
     if (strcmp(op, "prepare") == 0) {
         return do_prepare(env, xml, len);
     }

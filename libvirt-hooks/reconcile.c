@@ -230,16 +230,20 @@ G_NORETURN static void detached_main(HookEnv *env, HookReconcileWhy why)
     }
     hook_log_set_stderr(FALSE);
     hook_log_open(g_strcmp0(g_getenv("SAMEPAGE_HOOK_SYSLOG"), "0") != 0);
+    const char *what = why == HOOK_RECONCILE_UNMERGE ? "unmerge" : "ksmd start";
+    hook_state_detached_begin(env->store, what);
 
     gint64 wait_ms = env->cfg->unmerge_deadline_s * 1000 + DETACHED_LOCK_MARGIN_MS;
     KsmHostLock *lock = ksm_host_lock_acquire(env->lock_path, wait_ms, &error);
     if (!lock) {
         hook_log(HOOK_LOG_ERROR, "detached %s gave up: %s",
                  why == HOOK_RECONCILE_UNMERGE ? "unmerge" : "ksmd start", error->message);
+        hook_state_detached_end(env->store, what);
         _exit(1);
     }
     hook_reconcile_locked(env, why);
     ksm_host_lock_release(lock);
+    hook_state_detached_end(env->store, what);
     _exit(0);
 }
 

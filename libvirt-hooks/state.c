@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -134,7 +135,18 @@ gboolean hook_state_remove(HookStateStore *store, const char *uuid)
         return FALSE;
     }
     g_autofree char *path = state_path(store, norm);
-    return unlink(path) == 0;
+    if (unlink(path) == 0) {
+        return TRUE;
+    }
+    if (errno != ENOENT) {
+        /* A read-only or broken /run: the guest stays counted until an
+         * event can remove the file (or finds its QEMU gone and prunes it),
+         * so KSM is left as it is rather than unmerged on a guess. */
+        hook_log(HOOK_LOG_ERROR, "cannot forget the guest: cannot remove %s: %s; KSM is "
+                 "left as it is until the state directory is writable again", path,
+                 g_strerror(errno));
+    }
+    return FALSE;
 }
 
 /* A state file is a few hundred bytes: anything this big is not one. */
@@ -393,5 +405,85 @@ void hook_state_write_outcome(HookStateStore *store, const char *json)
     if (!g_file_set_contents_full(path, text, -1, G_FILE_SET_CONTENTS_CONSISTENT, 0600,
                                   &error)) {
         hook_log(HOOK_LOG_WARNING, "cannot keep the unmerge outcome: %s", error->message);
+    }
+}
+
+/*
+ * A detached child's marker: an empty "detached-PID.WHAT.pending" from its
+ * start to its end (WHAT in the name: created in one step, a kill can never
+ * leave it half-written).  One left behind by a child that is gone means the
+ * child was killed (kill -9, the OOM killer) before it finished: nothing
+ * else would say so.
+ */
+#define DETACHED_PREFIX "detached-"
+#define DETACHED_SUFFIX ".pending"
+
+static const char *detached_kind(const char *what)
+{
+    return strcmp(what, "unmerge") == 0 ? "unmerge" : "start";
+}
+
+static char *detached_path(HookStateStore *store, pid_t pid, const char *what)
+{
+    g_autofree char *file = g_strdup_printf(DETACHED_PREFIX "%d.%s" DETACHED_SUFFIX, (int)pid,
+                                            detached_kind(what));
+    return g_build_filename(store->dir, file, NULL);
+}
+
+void hook_state_detached_begin(HookStateStore *store, const char *what)
+{
+    g_autofree char *path = detached_path(store, getpid(), what);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+
+    if (fd >= 0) {
+        close(fd);
+    }
+    /* else only the warning after a kill is lost */
+}
+
+void hook_state_detached_end(HookStateStore *store, const char *what)
+{
+    g_autofree char *path = detached_path(store, getpid(), what);
+    unlink(path);
+}
+
+static gboolean pid_alive(pid_t pid)
+{
+    g_autofree char *stat_path = g_strdup_printf("/proc/%d/stat", (int)pid);
+    g_autofree char *text = NULL;
+
+    if (kill(pid, 0) < 0 && errno == ESRCH) {
+        return FALSE;
+    }
+    if (g_file_get_contents(stat_path, &text, NULL, NULL)) {
+        const char *paren = strrchr(text, ')');
+        return !(paren && paren[1] == ' ' && paren[2] == 'Z');
+    }
+    return TRUE;
+}
+
+void hook_state_detached_check(HookStateStore *store)
+{
+    g_autoptr(GDir) dir = g_dir_open(store->dir, 0, NULL);
+    const char *entry;
+
+    while (dir && (entry = g_dir_read_name(dir))) {
+        if (!g_str_has_prefix(entry, DETACHED_PREFIX)) {
+            continue;
+        }
+        char *end = NULL;
+        gint64 pid = g_ascii_strtoll(entry + strlen(DETACHED_PREFIX), &end, 10);
+        const char *what = g_strcmp0(end, ".unmerge" DETACHED_SUFFIX) == 0 ? "unmerge"
+                         : g_strcmp0(end, ".start" DETACHED_SUFFIX) == 0 ? "ksmd start" : NULL;
+        if (pid <= 1 || pid > G_MAXINT32 || !what || pid_alive((pid_t)pid)) {
+            continue;   /* still at work, or not ours */
+        }
+        g_autofree char *path = g_build_filename(store->dir, entry, NULL);
+        /* Of two events that see it, the one whose unlink wins says so. */
+        if (unlink(path) == 0) {
+            hook_log(HOOK_LOG_WARNING, "the detached child %d (%s) was killed before it "
+                     "finished (kill -9 or the OOM killer?): KSM was left as that child found "
+                     "it; this and the next guest events decide again", (int)pid, what);
+        }
     }
 }
