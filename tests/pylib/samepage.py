@@ -297,13 +297,15 @@ def query_ksm_stats_fresh(query, timeout=120):
     """query-ksm-stats with exact counts from a walk that started after this
     call.  Walks run in QEMU's worker thread; an exact answer carries the
     latest finished walk's counts and their age, and starts a walk when they
-    are older than max-age.  query(**args) returns the answer's "return"."""
+    are older than max-age.  query(**args) returns the answer's "return".
+    No walk is running when it returns: a poll that came a little late may
+    have started one more, which a caller counting walks must not meet."""
     t0 = time.monotonic()
     while True:
         elapsed_ms = int((time.monotonic() - t0) * 1000)
         r = query(exact=True, **{'max-age': elapsed_ms})
         age = r['count'].get('age')
-        if age is not None and age <= elapsed_ms:
+        if age is not None and age <= elapsed_ms and not r['count'].get('counting'):
             return r
         if elapsed_ms > timeout * 1000:
             raise AssertionError(f'no walk of query-ksm-stats finished in {timeout} s: {r["count"]}')
