@@ -143,8 +143,19 @@ char *hook_fixture_ksm_get(HookFixture *fx, const char *name)
 {
     g_autofree char *path = g_build_filename(fx->ksm_dir, name, NULL);
     char *text = NULL;
-    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
-    return g_strstrip(text);
+
+    /* A fake knob is written in place (truncate, then write), so a read
+     * can meet it empty while a samepage tune or the hook writes it; sysfs
+     * has no such moment.  Read again for up to a second. */
+    for (int i = 0; i < 100; i++) {
+        g_clear_pointer(&text, g_free);
+        g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+        if (*g_strstrip(text)) {
+            break;
+        }
+        g_usleep(10 * 1000);
+    }
+    return text;
 }
 
 void hook_fixture_meminfo(HookFixture *fx, guint64 available_kib)
