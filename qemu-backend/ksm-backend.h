@@ -60,7 +60,21 @@ const KsmBackendRange *ksm_backend_sole_mergeable(GArray *ranges);
 bool ksm_unmerge_busy(HostMemoryBackend *backend);
 
 /*
- * The page counts of a walk (ksm-count.c).  Walks run in a worker thread
+ * A thread of samepage's own (ksm-thread.c): started before the work, so
+ * that a thread QEMU cannot have is an error, not an abort.  One call at
+ * a time; free it only between calls.
+ */
+typedef struct KsmThread KsmThread;
+typedef int KsmThreadFunc(void *arg);
+
+KsmThread *ksm_thread_new(const char *what, Error **errp);
+/* Run func(arg) in the thread; the coroutine waits, the main loop runs. */
+int coroutine_fn ksm_thread_run_co(KsmThread *t, KsmThreadFunc *func,
+                                   void *arg);
+void ksm_thread_free(KsmThread *t);
+
+/*
+ * The page counts of a walk (ksm-count.c).  Walks run in a thread
  * with their backends referenced; the main loop only starts them and
  * reads the result of the latest one that finished.
  */
@@ -75,15 +89,17 @@ typedef struct KsmCountEntry {
 } KsmCountEntry;
 
 typedef struct KsmCount {
+    KsmThread *thread;          /* while the walk runs */
     GArray *entries;            /* KsmCountEntry */
     int64_t started_ms, finished_ms;    /* QEMU_CLOCK_REALTIME */
 } KsmCount;
 
 /*
  * Start a walk of every backend with memory, unless one is running or the
- * latest started at most max_age_ms ago.  Under the BQL.
+ * latest started at most max_age_ms ago.  Under the BQL.  False, with
+ * errp set, when the walk's thread cannot be started.
  */
-void ksm_count_request(int64_t max_age_ms);
+bool ksm_count_request(int64_t max_age_ms, Error **errp);
 bool ksm_count_running(void);
 int64_t ksm_count_walks(void);
 const KsmCount *ksm_count_latest(void);

@@ -20,7 +20,6 @@
 #include "qapi/error.h"
 #include "qemu/main-loop.h"
 #include "block/aio.h"
-#include "block/thread-pool.h"
 
 /* RAM_PRIVATE (explicitly not shared) is new in 10.0; 7.2 implies it */
 #ifndef RAM_PRIVATE
@@ -71,21 +70,6 @@ static inline bool ksm_compat_init_ram(HostMemoryBackend *backend,
     }
 #define KSM_COMPAT_ALLOC_CB(fn) (fn##_cb)
 #endif
-
-/*
- * thread_pool_submit_co() lost its ThreadPool argument in 8.1: the pool is
- * now the current AioContext's.
- */
-static inline int coroutine_fn
-ksm_compat_thread_pool_submit_co(ThreadPoolFunc *func, void *arg)
-{
-#if QEMU_VERSION_MAJOR >= 10
-    return thread_pool_submit_co(func, arg);
-#else
-    return thread_pool_submit_co(aio_get_thread_pool(qemu_get_aio_context()),
-                                 func, arg);
-#endif
-}
 
 /*
  * QAPI dropped the has_ flags of optional pointer members and parameters

@@ -1,12 +1,13 @@
 /*
- * samepage: exact per-backend page counts, walked in a worker thread.
+ * samepage: exact per-backend page counts, walked in a thread.
  *
  * Counting a backend's merged pages exactly means reading one pagemap
  * entry per page of guest memory and the flags of every frame found: tens
  * of milliseconds per GiB, which the main loop (monitor, device emulation)
- * must never wait for.  A walk runs in the thread pool.  The main loop
- * starts it, with every backend referenced so that object-del during the
- * walk leaves the memory mapped until it ends, and then keeps its result:
+ * must never wait for.  A walk runs in a thread of its own (ksm-thread.c
+ * says why not in QEMU's thread pool).  The main loop starts it, with
+ * every backend referenced so that object-del during the walk leaves the
+ * memory mapped until it ends, and then keeps its result:
  * answers carry the latest finished walk's counts at once, with their age,
  * and callers asking while a walk runs share it.
  *
@@ -18,7 +19,7 @@
 #include "qemu/coroutine.h"
 #include "qemu/timer.h"
 
-static KsmCount *running;       /* the walk in the thread pool, or NULL */
+static KsmCount *running;       /* the walk in its thread, or NULL */
 static KsmCount *latest;        /* the latest walk that finished */
 static int64_t walks;           /* walks started */
 
@@ -37,7 +38,7 @@ static void ksm_count_free(KsmCount *count)
     g_free(count);
 }
 
-/* In the thread pool: no QEMU state is touched, only the kernel read. */
+/* In the walk's thread: no QEMU state is touched, only the kernel read. */
 static int ksm_count_worker(void *opaque)
 {
     KsmCount *count = opaque;
@@ -65,7 +66,9 @@ static void coroutine_fn ksm_count_co(void *opaque)
 {
     KsmCount *count = opaque;
 
-    ksm_compat_thread_pool_submit_co(ksm_count_worker, count);
+    ksm_thread_run_co(count->thread, ksm_count_worker, count);
+    ksm_thread_free(count->thread);
+    count->thread = NULL;
     count->finished_ms = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
     for (guint i = 0; i < count->entries->len; i++) {
         KsmCountEntry *e = &g_array_index(count->entries, KsmCountEntry, i);
@@ -79,17 +82,23 @@ static void coroutine_fn ksm_count_co(void *opaque)
     running = NULL;
 }
 
-void ksm_count_request(int64_t max_age_ms)
+bool ksm_count_request(int64_t max_age_ms, Error **errp)
 {
     int64_t now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
     GArray *ranges;
     KsmCount *count;
+    KsmThread *thread;
     Coroutine *co;
 
     if (running || (latest && now - latest->started_ms <= max_age_ms)) {
-        return;
+        return true;
+    }
+    thread = ksm_thread_new("counting the merged pages exactly", errp);
+    if (!thread) {
+        return false;
     }
     count = g_new0(KsmCount, 1);
+    count->thread = thread;
     count->entries = g_array_new(false, true, sizeof(KsmCountEntry));
     count->started_ms = now;
     ranges = ksm_backend_ranges();
@@ -110,6 +119,7 @@ void ksm_count_request(int64_t max_age_ms)
     walks++;
     co = qemu_coroutine_create(ksm_count_co, count);
     aio_co_enter(qemu_get_aio_context(), co);
+    return true;
 }
 
 int64_t ksm_count_walks(void)

@@ -193,7 +193,7 @@ static KsmCountInfo *count_info(const KsmCount *count)
  * The answer, built from reads that cost the same at any guest size: the
  * host's sysfs files, this process's ksm_stat, and QEMU's own objects.
  * With walk, the latest walk's counts are added (the walk itself runs in
- * a worker thread).
+ * a thread of its own).
  */
 static KsmStats *ksm_stats(bool walk)
 {
@@ -248,8 +248,9 @@ KsmStats *qmp_query_ksm_stats(bool has_exact, bool exact,
         error_setg(errp, "max-age applies only with exact=true");
         return NULL;
     }
-    if (has_exact && exact) {
-        ksm_count_request(has_max_age ? max_age : 1000);
+    if (has_exact && exact &&
+        !ksm_count_request(has_max_age ? max_age : 1000, errp)) {
+        return NULL;
     }
     return ksm_stats(has_exact && exact);
 }

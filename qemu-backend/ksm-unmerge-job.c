@@ -6,9 +6,10 @@
  * 2009-08): MADV_UNMERGEABLE issued by the process that owns the
  * memory, so the copies are allocated in the right mm and charged to its
  * memory cgroup, and if memory runs out the OOM killer's choice is this
- * process, not a bystander.  The madvise runs in chunks in the thread pool,
- * so the main loop (monitor, device emulation) never waits on it; between
- * chunks the job reports progress and honours job-cancel.
+ * process, not a bystander.  The madvise runs in chunks in a thread the
+ * command starts (ksm-thread.c), so the main loop (monitor, device
+ * emulation) never waits on it; between chunks the job reports progress
+ * and honours job-cancel.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -19,7 +20,6 @@
 #include "qemu/job.h"
 #include "qemu/units.h"
 #include "qemu/main-loop.h"
-#include "block/thread-pool.h"
 #include "qemu/error-report.h"
 #include "hw/boards.h"
 
@@ -27,12 +27,13 @@
 
 /*
  * Small enough for prompt cancel and smooth progress, large enough that
- * the thread pool hand-off costs nothing next to the copying.
+ * the hand-off to the thread costs nothing next to the copying.
  */
 #define KSM_UNMERGE_CHUNK (16 * MiB)
 
 typedef struct KsmUnmergeJob {
     Job common;
+    KsmThread *thread;          /* the madvise calls run here */
     GArray *targets;            /* KsmBackendRange, backends referenced */
     /*
      * Per target, the parts registered with KSM before the job touched
@@ -72,7 +73,7 @@ static bool ksm_unmerge_headroom_error(KsmContext *ctx, uint64_t pages,
                                        char **error);
 
 /*
- * In the thread pool, before the first chunk: what is registered with KSM
+ * In the job's thread, before the first chunk: what is registered with KSM
  * now (smaps), and, when the cheap bound of the need did not fit, the exact
  * need against the room there is.  Nothing is changed yet.
  */
@@ -158,7 +159,7 @@ static int coroutine_fn ksm_unmerge_run(Job *job, Error **errp)
 {
     KsmUnmergeJob *s = container_of(job, KsmUnmergeJob, common);
 
-    if (ksm_compat_thread_pool_submit_co(ksm_unmerge_prepare_worker, s) < 0) {
+    if (ksm_thread_run_co(s->thread, ksm_unmerge_prepare_worker, s) < 0) {
         error_setg(errp, "%s", s->error);
         return -EIO;
     }
@@ -176,8 +177,8 @@ static int coroutine_fn ksm_unmerge_run(Job *job, Error **errp)
                 ksm_unmerge_undo(s, i, done);
                 return -ECANCELED;
             }
-            if (ksm_compat_thread_pool_submit_co(ksm_unmerge_chunk_worker,
-                                                 &chunk) < 0) {
+            if (ksm_thread_run_co(s->thread, ksm_unmerge_chunk_worker,
+                                  &chunk) < 0) {
                 error_setg(errp, "unmerging '%s' stopped at %" PRIu64
                            " of %" PRIu64 " bytes: %s", t->id, done, t->size,
                            chunk.error);
@@ -213,6 +214,7 @@ static void ksm_unmerge_free(Job *job)
 {
     KsmUnmergeJob *s = container_of(job, KsmUnmergeJob, common);
 
+    ksm_thread_free(s->thread);
     ksm_backend_ranges_free(s->targets);
     g_ptr_array_free(s->registered_before, true);
     g_free(s->what);
@@ -326,6 +328,7 @@ void qmp_ksm_unmerge(KSM_COMPAT_OPT_STR(id), KSM_COMPAT_OPT_STR(job_id),
 {
     g_autoptr(KsmContext) ctx = ksm_context_new(NULL, NULL);
     GArray *targets;
+    KsmThread *thread;
     KsmUnmergeJob *s;
     uint64_t total = 0;
     int flags = JOB_DEFAULT;
@@ -371,11 +374,17 @@ void qmp_ksm_unmerge(KSM_COMPAT_OPT_STR(id), KSM_COMPAT_OPT_STR(job_id),
     if (has_auto_dismiss && !auto_dismiss) {
         flags |= JOB_MANUAL_DISMISS;
     }
+    thread = ksm_thread_new("ksm-unmerge", errp);
+    if (!thread) {
+        goto fail;
+    }
     s = job_create(job_id ? job_id : "ksm-unmerge", &ksm_unmerge_job_driver,
                    NULL, qemu_get_aio_context(), flags, NULL, NULL, errp);
     if (!s) {
+        ksm_thread_free(thread);
         goto fail;
     }
+    s->thread = thread;
     s->targets = targets;
     s->registered_before = g_ptr_array_new_with_free_func(
         (GDestroyNotify)g_array_unref);
