@@ -217,6 +217,34 @@ class MemoryCgroup:
                 time.sleep(0.1)
 
 
+class PidsCgroup:
+    """A pids cgroup made by a test (v1 at /sys/fs/cgroup/pids, or v2):
+    with pids.max at the tasks a process has, it can start no thread."""
+
+    def __init__(self, name):
+        v1 = '/sys/fs/cgroup/pids'
+        self.v2 = not os.path.isdir(v1)
+        base = '/sys/fs/cgroup' if self.v2 else v1
+        self.path = os.path.join(base, f'samepage-{name}-{os.getpid()}')
+        os.mkdir(self.path)
+
+    def _write(self, name, value):
+        with open(os.path.join(self.path, name), 'w') as f:
+            f.write(value)
+
+    def add(self, pid):
+        self._write('cgroup.procs', str(pid))
+
+    def limit(self, tasks):
+        self._write('pids.max', 'max' if tasks is None else str(tasks))
+
+    def current(self):
+        with open(os.path.join(self.path, 'pids.current')) as f:
+            return int(f.read())
+
+    remove = MemoryCgroup.remove
+
+
 # --- an independent count, to check libksm's against ---
 
 KPF_KSM = 21

@@ -529,6 +529,39 @@ class TestUnmergeRestores(QemuTestCase):
         self.assert_alive(vm)
 
 
+class TestNoThreadToSpare(QemuTestCase):
+    """Where QEMU can start no thread (a pids limit here; a memory cgroup
+    at its limit refuses a thread's stack the same way), ksm-unmerge and
+    exact counts are refused with an error and QEMU keeps running: they
+    never ask QEMU's thread pool, which aborts QEMU when it cannot grow."""
+
+    def test_refused_then_done_once_the_limit_is_raised(self):
+        vm = self.launch('-object', 'memory-backend-ksm,id=m0,size=128M')
+        pid = vm.get_pid()
+        self.fill_identical(vm, 16)
+        cg = sp.PidsCgroup('qemu-no-thread')
+        self.addCleanup(cg.remove)
+        self.addCleanup(lambda: vm.shutdown())
+        cg.add(pid)
+        cg.limit(cg.current())
+
+        for cmd, args in (('ksm-unmerge', {'id': 'm0', 'force': True}),
+                          ('query-ksm-stats', {'exact': True})):
+            r = vm.qmp(cmd, **args)
+            self.assertIn('error', r, f'{cmd} with no thread to spare: {r}')
+            self.assertIn('none could be started', r['error']['desc'])
+            self.assert_alive(vm)
+        self.assertEqual(vm.qmp('query-jobs'), {'return': []}, 'a refused unmerge left a job')
+        self.assertNotIn('count', self.stats(vm), 'the default answer needs no thread')
+
+        cg.limit(None)
+        r = vm.qmp('ksm-unmerge', id='m0', force=True, **{'job-id': 'u', 'auto-dismiss': False})
+        self.assertEqual(r, {'return': {}})
+        self.assertNotIn('error', self.wait_job(vm, 'u')[-1])
+        self.assertEqual(self.stats(vm, exact=True, **{'max-age': 0})['count']['walks'], 1)
+        self.assert_alive(vm)
+
+
 class TestWalk(QemuTestCase):
     """Exact counts come from walks in a worker thread: the default answer
     walks nothing, concurrent callers share a walk, a backend deleted
