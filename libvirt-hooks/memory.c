@@ -7,8 +7,8 @@
  *
  * <memory> is the guest's RAM (hotplugged DIMMs included); <currentMemory>
  * is the balloon's target, at most <memory>.  Units and their defaults are
- * libvirt's own (virScaleInteger): KiB when the attribute is absent; b or
- * bytes; k, m, g, t, p, e alone or followed by iB for powers of 1024; KB,
+ * libvirt's own (virScaleInteger): KiB when the attribute is absent; b,
+ * byte or bytes; k, m, g, t, p, e alone or followed by iB for powers of 1024; KB,
  * MB, ... for powers of 1000; case-insensitive.  libvirt accepts at most
  * LLONG_MAX bytes and rounds up to whole KiB; so does this.
  *
@@ -27,7 +27,8 @@ static guint64 unit_scale(const char *unit)
     if (!unit || !*unit) {
         return 1024;   /* libvirt's default unit for memory sizes: KiB */
     }
-    if (g_ascii_strcasecmp(unit, "b") == 0 || g_ascii_strcasecmp(unit, "bytes") == 0) {
+    if (g_ascii_strcasecmp(unit, "b") == 0 || g_ascii_strcasecmp(unit, "byte") == 0 ||
+        g_ascii_strcasecmp(unit, "bytes") == 0) {
         return 1;
     }
     const char *p = strchr(powers, g_ascii_tolower(unit[0]));

@@ -162,6 +162,7 @@ static void test_units(HookFixture *fx, gconstpointer data)
         { "<memory unit='gib'>2</memory>", 0 },
         { "<memory unit='bytes'>2147483648</memory>", 0 },
         { "<memory unit='b'>2147483648</memory>", 0 },
+        { "<memory unit='Byte'>2147483648</memory>", 0 },
         { "<memory unit='MB'>2147</memory>", 0 },        /* 2.147e9 bytes */
         { "<memory unit='KB'>2147484</memory>", 1 },     /* 2.147484e9 > 2^31 */
         { "<memory unit='GB'>3</memory>", 1 },
