@@ -11,7 +11,9 @@
  * Files:
  *   ksm-hook.c    main: arguments, environment, dispatch
  *   config.c      /etc/samepage/ksm.conf (GKeyFile)
- *   policy.c      the domain's policy from its XML (libxml2)
+ *   policy.c      the domain's policy from its XML (libxml2; the one reader)
+ *   memory.c      the guest's memory size from its XML
+ *   migrate.c     an incoming migration: does the guest fit (headroom)
  *   state.c       one file per running mergeable domain under /run/samepage/hook
  *   qemu-pid.c    which QEMU process runs a domain (libvirt's pid file), for stale state
  *   trust.c       may root read, run or append to this path (owners, modes, links)
@@ -106,6 +108,8 @@ typedef struct {
     gint64 smart_scan;               /* 0 off, 1 on, -1 keep the host's */
     char *cli_path;                  /* scan=tune runs "<cli_path> tune" */
     guint64 reserve_mib;             /* unmerge headroom reserve */
+    gboolean migrate_check;          /* refuse an incoming guest that does not fit */
+    guint64 migrate_margin_mib;      /* QEMU's own memory beside the guest's RAM */
     gint64 unmerge_deadline_s;
     gint64 lock_timeout_ms;          /* how long a hook invocation waits for the host lock */
     HookLogLevel log_level;
@@ -149,6 +153,33 @@ G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(HookPolicy, hook_policy_clear)
 gboolean hook_policy_identify(const char *xml, gsize len, HookPolicy *p, GError **error);
 gboolean hook_uuid_normalize(const char *text, char out[37]);
 gboolean hook_group_valid(const char *group);
+
+/* memory.c ---------------------------------------------------------------- */
+
+typedef struct {
+    guint64 memory_bytes;    /* <memory>: the guest's RAM, what it arrives with */
+    guint64 current_bytes;   /* <currentMemory> (balloon target), <= memory_bytes */
+    gboolean hugepages;      /* <memoryBacking><hugepages/>: RAM from the hugetlb pool */
+} HookGuestMemory;
+
+/*
+ * The guest's memory (libvirt's units) and id->name, id->uuid.  Malformed
+ * XML, no <memory>, 0, an unknown unit, a value that is not a whole number
+ * or is over libvirt's 8 EiB: an error saying which.
+ */
+gboolean hook_guest_memory_read(const char *xml, gsize len, HookPolicy *id,
+                                HookGuestMemory *mem, GError **error);
+
+/* migrate.c --------------------------------------------------------------- */
+
+/*
+ * libvirt's "migrate begin" on the destination: with migrate_check on, refuse
+ * (exit 1, one line on stderr) a guest whose full memory does not fit the
+ * host's headroom; print nothing (libvirt keeps the XML as it is).  Reads
+ * only; changes nothing.
+ */
+int hook_migrate_check(const HookConfig *cfg, const KsmContext *ctx, const char *xml,
+                       gsize len);
 
 /* state.c ----------------------------------------------------------------- */
 

@@ -28,7 +28,7 @@
 #define MAX_XML_BYTES (16 * 1024 * 1024)
 
 static const char *const used_ops[] = {
-    "prepare", "started", "stopped", "release", "reconnect", "attach", NULL,
+    "prepare", "started", "stopped", "release", "reconnect", "attach", "migrate", NULL,
 };
 
 static const char *env_or(const char *name, const char *fallback)
@@ -82,10 +82,11 @@ static int check_config(const char *path)
     }
     g_autofree char *qpath = hook_log_sanitize(cfg.path);
     printf("%s: %s policy=%s scan=%s reserve_mib=%" G_GUINT64_FORMAT
-           " unmerge_deadline_s=%" G_GINT64_FORMAT "\n", qpath,
+           " unmerge_deadline_s=%" G_GINT64_FORMAT " migrate_headroom_check=%s"
+           " migrate_margin_mib=%" G_GUINT64_FORMAT "\n", qpath,
            cfg.from_file ? "ok:" : "missing, defaults:", hook_policy_name(cfg.policy),
            hook_scan_mode_name(cfg.scan_mode), cfg.reserve_mib,
-           cfg.unmerge_deadline_s);
+           cfg.unmerge_deadline_s, cfg.migrate_check ? "on" : "off", cfg.migrate_margin_mib);
     hook_config_clear(&cfg);
     return HOOK_EXIT_OK;
 }
@@ -116,21 +117,26 @@ static int hook_main(const char *name, const char *op, const char *subop)
     hook_log_open(g_strcmp0(g_getenv("SAMEPAGE_HOOK_SYSLOG"), "0") != 0);
     hook_log_set_domain(name, NULL);
 
+    /* The operations whose failure stops what libvirt is doing: a guest's
+     * start, an incoming migration.  What they cannot check, they refuse. */
+    const char *refused = strcmp(op, "prepare") == 0 ? "start refused: "
+                        : strcmp(op, "migrate") == 0 ? "incoming migration refused: " : NULL;
+
     g_autoptr(GError) error = NULL;
     /* Read all of stdin first, whatever follows: libvirtd writes the XML
      * and must never meet a closed pipe. */
     gsize len = 0;
     g_autofree char *xml = read_stdin(&len, &error);
     if (!xml) {
-        hook_log(HOOK_LOG_ERROR, "%s", error->message);
-        return strcmp(op, "prepare") == 0 ? HOOK_EXIT_REFUSE : HOOK_EXIT_OK;
+        hook_log(HOOK_LOG_ERROR, "%s%s", refused ? refused : "", error->message);
+        return refused ? HOOK_EXIT_REFUSE : HOOK_EXIT_OK;
     }
 
     HookConfig cfg;
     hook_config_init(&cfg);
     if (!hook_config_load(&cfg, env_or("SAMEPAGE_HOOK_CONFIG", HOOK_CONFIG_PATH), &error)) {
-        if (strcmp(op, "prepare") == 0) {
-            hook_log(HOOK_LOG_ERROR, "start refused: %s", error->message);
+        if (refused) {
+            hook_log(HOOK_LOG_ERROR, "%s%s", refused, error->message);
             return HOOK_EXIT_REFUSE;
         }
         /* Cleaning up after a guest must not depend on a typo: go on with defaults. */
@@ -143,9 +149,17 @@ static int hook_main(const char *name, const char *op, const char *subop)
     hook_log_set_level(cfg.log_level);
     hook_log_set_file(cfg.log_file);
 
-
     g_autoptr(KsmContext) ctx = ksm_context_new(g_getenv("SAMEPAGE_SYSFS_ROOT"),
                                                 g_getenv("SAMEPAGE_PROCFS_ROOT"));
+    if (strcmp(op, "migrate") == 0) {
+        /* Reads the XML and /proc/meminfo, nothing else: no state directory,
+         * no lock, no knob (migrate.c). */
+        int status = hook_migrate_check(&cfg, ctx, xml, len);
+        hook_log(HOOK_LOG_DEBUG, "%s: exit %d after %" G_GINT64_FORMAT " ms", op, status,
+                 (g_get_monotonic_time() - started) / 1000);
+        hook_config_clear(&cfg);
+        return status;
+    }
     HookStateStore store;
     if (!hook_state_open(&store, env_or("SAMEPAGE_HOOK_STATE_DIR", HOOK_STATE_DIR),
                          env_or("SAMEPAGE_LIBVIRT_RUN_DIR", HOOK_LIBVIRT_RUN_DIR), ctx, &error)) {

@@ -10,6 +10,8 @@
  *   release    safe unmerge to a detached child
  *   reconnect, libvirtd restarted (or attached a QEMU): record the guest
  *   attach     again, so the next stop decides right
+ *   migrate    (ksm-hook.c sends it to migrate.c before any state is
+ *              opened) an incoming guest: does it fit, unmerged
  *   others     exit 0 at once
  *
  * Why nothing happens before a guest stops: libvirt calls no hook before

@@ -18,7 +18,9 @@
  * The XML is parsed without network access, DTD loading or entity
  * substitution, and a document type declaration is refused outright (it
  * could only declare entities): the XML comes from libvirt, but hostile
- * content must not make the hook fetch or expand anything.
+ * content must not make the hook fetch or expand anything.  It is the one
+ * reader of the domain XML: memory.c (the incoming migration's size) reads
+ * through it too (domain-xml.h).
  */
 #include <string.h>
 
@@ -26,6 +28,7 @@
 #include <libxml/tree.h>
 
 #include "hook.h"
+#include "domain-xml.h"
 
 #define MAX_GROUP_LEN 64
 
@@ -102,7 +105,7 @@ static void refuse_doctype(void *user_data, const xmlChar *name, const xmlChar *
     xmlStopParser((xmlParserCtxtPtr)user_data);
 }
 
-static xmlDocPtr read_xml(const char *xml, gsize len, GError **error)
+xmlDocPtr hook_xml_read(const char *xml, gsize len, GError **error)
 {
     GString *first = g_string_new(NULL);
 
@@ -156,7 +159,7 @@ static gboolean is_element(xmlNodePtr node, const char *name)
            strcmp((const char *)node->name, name) == 0;
 }
 
-static xmlNodePtr child(xmlNodePtr parent, const char *name)
+xmlNodePtr hook_xml_child(xmlNodePtr parent, const char *name)
 {
     for (xmlNodePtr n = parent ? parent->children : NULL; n; n = n->next) {
         if (is_element(n, name)) {
@@ -166,7 +169,7 @@ static xmlNodePtr child(xmlNodePtr parent, const char *name)
     return NULL;
 }
 
-static char *text_of(xmlNodePtr node)
+char *hook_xml_text(xmlNodePtr node)
 {
     xmlChar *content = node ? xmlNodeGetContent(node) : NULL;
     char *copy = content ? g_strstrip(g_strdup((const char *)content)) : NULL;
@@ -174,22 +177,29 @@ static char *text_of(xmlNodePtr node)
     return copy;
 }
 
-static gboolean identify(xmlDocPtr doc, HookPolicy *p, GError **error)
+xmlNodePtr hook_xml_domain(xmlDocPtr doc)
 {
     xmlNodePtr root = xmlDocGetRootElement(doc);
-    char uuid[37];
 
     /* libvirt's status file (/run/libvirt/qemu/NAME.xml) wraps the live
      * definition: the hook reads it to rebuild a corrupt state file. */
     if (root && is_element(root, "domstatus")) {
-        root = child(root, "domain");
+        root = hook_xml_child(root, "domain");
     }
-    if (!root || !is_element(root, "domain")) {
+    return root && is_element(root, "domain") ? root : NULL;
+}
+
+gboolean hook_xml_identify(xmlDocPtr doc, HookPolicy *p, GError **error)
+{
+    xmlNodePtr root = hook_xml_domain(doc);
+    char uuid[37];
+
+    if (!root) {
         g_set_error(error, HOOK_ERROR, 0, "the XML on stdin is not a <domain>");
         return FALSE;
     }
-    p->name = text_of(child(root, "name"));
-    g_autofree char *text = text_of(child(root, "uuid"));
+    p->name = hook_xml_text(hook_xml_child(root, "name"));
+    g_autofree char *text = hook_xml_text(hook_xml_child(root, "uuid"));
     if (!text || !hook_uuid_normalize(text, uuid)) {
         g_autofree char *quoted = text ? hook_quote(text) : NULL;
         g_set_error(error, HOOK_ERROR, 0, "the domain XML has %s <uuid>%s%s",
@@ -247,7 +257,7 @@ static gboolean parse_policy_element(xmlNodePtr el, HookPolicy *p, GError **erro
 
 static gboolean parse_metadata(xmlNodePtr root, HookPolicy *p, GError **error)
 {
-    xmlNodePtr metadata = child(root, "metadata");
+    xmlNodePtr metadata = hook_xml_child(root, "metadata");
 
     for (xmlNodePtr n = metadata ? metadata->children : NULL; n; n = n->next) {
         if (n->type != XML_ELEMENT_NODE || !n->ns || !n->ns->href ||
@@ -280,10 +290,10 @@ static gboolean parse_metadata(xmlNodePtr root, HookPolicy *p, GError **error)
  * for a guest meant to merge. */
 static void check_backing(xmlNodePtr backing, HookPolicy *p)
 {
-    xmlNodePtr access = child(backing, "access");
+    xmlNodePtr access = hook_xml_child(backing, "access");
     g_autofree char *mode = access ? (char *)xmlGetProp(access, (const xmlChar *)"mode") : NULL;
 
-    if (child(backing, "hugepages")) {
+    if (hook_xml_child(backing, "hugepages")) {
         g_ptr_array_add(p->warnings, g_strdup(
             "<memoryBacking><hugepages/>: hugetlb memory never merges, KSM saves nothing "
             "for this guest"));
@@ -297,8 +307,8 @@ static void check_backing(xmlNodePtr backing, HookPolicy *p)
 
 gboolean hook_policy_identify(const char *xml, gsize len, HookPolicy *p, GError **error)
 {
-    xmlDocPtr doc = read_xml(xml, len, error);
-    gboolean ok = doc && identify(doc, p, error);
+    xmlDocPtr doc = hook_xml_read(xml, len, error);
+    gboolean ok = doc && hook_xml_identify(doc, p, error);
 
     xmlFreeDoc(doc);
     return ok;
@@ -306,18 +316,15 @@ gboolean hook_policy_identify(const char *xml, gsize len, HookPolicy *p, GError 
 
 gboolean hook_policy_parse(const char *xml, gsize len, HookPolicy *p, GError **error)
 {
-    xmlDocPtr doc = read_xml(xml, len, error);
+    xmlDocPtr doc = hook_xml_read(xml, len, error);
     gboolean ok = FALSE;
 
-    if (!doc || !identify(doc, p, error)) {
+    if (!doc || !hook_xml_identify(doc, p, error)) {
         goto out;
     }
-    xmlNodePtr root = xmlDocGetRootElement(doc);
-    if (is_element(root, "domstatus")) {
-        root = child(root, "domain");
-    }
-    xmlNodePtr backing = child(root, "memoryBacking");
-    p->nosharepages = child(backing, "nosharepages") != NULL;
+    xmlNodePtr root = hook_xml_domain(doc);
+    xmlNodePtr backing = hook_xml_child(root, "memoryBacking");
+    p->nosharepages = hook_xml_child(backing, "nosharepages") != NULL;
     if (!parse_metadata(root, p, error)) {
         goto out;
     }

@@ -50,6 +50,11 @@ void ksm_unmerge_options_init(KsmUnmergeOptions *opts)
     opts->lock_timeout_ms = 5000;
 }
 
+guint64 ksm_unmerge_room(const KsmHeadroom *room, guint64 reserve_bytes)
+{
+    return room->mem_available > reserve_bytes ? room->mem_available - reserve_bytes : 0;
+}
+
 void ksm_unmerge_outcome_clear(KsmUnmergeOutcome *out)
 {
     g_free(out->message);
@@ -129,8 +134,7 @@ gboolean ksm_safe_unmerge(const KsmContext *ctx, const KsmUnmergeOptions *opts,
     }
     out->reserve_bytes = opts->reserve_bytes;
     out->needed_bytes = (guint64)(sharing + zero) * page;
-    out->available_bytes = room.mem_available > opts->reserve_bytes
-        ? room.mem_available - opts->reserve_bytes : 0;
+    out->available_bytes = ksm_unmerge_room(&room, opts->reserve_bytes);
 
     if (!opts->force && out->needed_bytes > out->available_bytes) {
         out->result = KSM_UNMERGE_REFUSED;

@@ -466,7 +466,7 @@ static void test_hostile_names(HookFixture *fx, gconstpointer data)
 
 static void test_unused_ops_exit_at_once(HookFixture *fx, gconstpointer data)
 {
-    static const char *const ops[] = { "start", "migrate", "restore", "shutdown", "unknown", NULL };
+    static const char *const ops[] = { "start", "restore", "shutdown", "unknown", NULL };
     HookRun run = { 0 };
 
     /* Even a broken config is not read for them. */
@@ -639,6 +639,7 @@ static void test_check_config(HookFixture *fx, gconstpointer data)
     g_assert_true(g_spawn_sync(NULL, check, NULL, 0, NULL, NULL, &out, &err, &status, NULL));
     g_assert_true(g_spawn_check_wait_status(status, NULL));
     hook_assert_contains(out, "policy=strict");
+    hook_assert_contains(out, "migrate_headroom_check=on migrate_margin_mib=256");
 }
 
 int main(int argc, char **argv)

@@ -243,6 +243,8 @@ static void test_config(void)
     g_assert_cmpint(cfg.smart_scan, ==, 0);
     g_assert_true(g_path_is_absolute(cfg.cli_path));
     g_assert_cmpint(cfg.lock_timeout_ms, ==, 5000);
+    g_assert_true(cfg.migrate_check);
+    g_assert_cmpuint(cfg.migrate_margin_mib, ==, 256);
     g_assert_null(cfg.log_file);
     hook_config_clear(&cfg);
     remove_config(def);
@@ -250,7 +252,8 @@ static void test_config(void)
     g_autofree char *good = write_config(
         "[ksm]\npolicy=permissive\nscan=advisor\nadvisor_max_cpu=30\nreserve_mib=1024\n"
         "unmerge_deadline_s=60\nlock_timeout_s=2\nlog_level=debug\nlog_file=/tmp/x.log\n"
-        "smart_scan=keep\nsamepage=/opt/samepage/bin/samepage\n");
+        "smart_scan=keep\nsamepage=/opt/samepage/bin/samepage\n"
+        "migrate_headroom_check=off\nmigrate_margin_mib=0\n");
     hook_config_init(&cfg);
     g_assert_true(hook_config_load(&cfg, good, &error));
     g_assert_cmpint(cfg.policy, ==, HOOK_POLICY_PERMISSIVE);
@@ -263,6 +266,8 @@ static void test_config(void)
     g_assert_cmpstr(cfg.log_file, ==, "/tmp/x.log");
     g_assert_cmpint(cfg.smart_scan, ==, -1);
     g_assert_cmpstr(cfg.cli_path, ==, "/opt/samepage/bin/samepage");
+    g_assert_false(cfg.migrate_check);
+    g_assert_cmpuint(cfg.migrate_margin_mib, ==, 0);
     hook_config_clear(&cfg);
     remove_config(good);
 
@@ -276,6 +281,10 @@ static void test_config(void)
         { "[ksm]\npages_to_scan=-5\n", "pages_to_scan=-5" },
         { "[ksm]\nreserve_mib=lots\n", "reserve_mib=lots" },
         { "[ksm]\nlock_timeout_s=600\n", "lock_timeout_s=600" },
+        { "[ksm]\nmigrate_headroom_check=yes\n",
+          "migrate_headroom_check=yes is not valid: on or off" },
+        { "[ksm]\nmigrate_margin_mib=-1\n", "migrate_margin_mib=-1" },
+        { "[ksm]\nmigrate_margin_mib=1GiB\n", "migrate_margin_mib=1GiB" },
         { "[ksm]\nlog_level=chatty\n", "log_level" },
         { "[ksm]\nlog_file=relative.log\n", "absolute" },
         { "not a key file\n", "ksm.conf" },

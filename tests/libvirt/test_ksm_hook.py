@@ -853,6 +853,66 @@ class HookTest(unittest.TestCase):
         a.destroy()
         HOST.wait_decision(self.log_start)
 
+    def test_10_incoming_migration_checked(self):
+        # Issue 16, item 5.  libvirt runs the hook on the destination as NAME
+        # migrate begin - (the domain XML libvirt formats for the migration
+        # on stdin) before anything else of the incoming migration.  This
+        # host is source and destination at once: libvirt refuses a
+        # migration to the same host, but only after the hook ran (its check
+        # of the migration cookie follows the hook in
+        # qemuMigrationDstPrepareAny), so every decision of the hook is seen
+        # through a real libvirtd and virsh; an accepted migration ends at
+        # libvirt's same-host error instead of moving the guest.
+        g = self.new('migrate', merge='yes', group='tenant-a', workload='idle')
+        g.start()
+        pid = g.qemu_pid()
+        self.assertGreater(pid, 0)
+        states = HOST.state_files()
+        self.assertIn(g.uuid, states)
+
+        def migrate():
+            since = len(HOST.hook_log_text())
+            r = virsh('migrate', '--live', g.name, URI, check=False, timeout=180)
+            self.assertNotEqual(r.returncode, 0, 'a migration to the same host succeeded')
+            return r, HOST.hook_log_text()[since:]
+
+        # Fits: the guest's GUEST_MIB and the margin against this host's
+        # MemAvailable minus 256 MiB.
+        r, text = migrate()
+        self.assertIn(f"incoming migration: the guest's {GUEST_MIB} MiB (+ 256 MiB margin) "
+                      'fit the headroom of', text)
+        self.assertNotIn('refused', text)
+        self.assertNotIn('samepage-ksm', r.stderr)
+        log(f'accepted by the hook, then libvirt: {r.stderr.strip()}')
+
+        # Does not fit: a reserve no host has.  virsh prints the hook's line.
+        HOST.write_config(reserve_mib=10_000_000)
+        r, text = migrate()
+        self.assertIn(f'incoming migration refused: the guest has {GUEST_MIB} MiB of memory '
+                      f'(<memory>) and arrives unmerged, so it needs {GUEST_MIB + 256} MiB '
+                      "with the 256 MiB margin for QEMU; this host's headroom is 0 MiB",
+                      r.stderr)
+        self.assertIn('minus reserve_mib 10000000 MiB). Migrate it to a host with more free '
+                      'memory', r.stderr)
+        self.assertIn(f'migrate_headroom_check=off in {CONF_PATH} allows it anyway', r.stderr)
+        log(f'refused: {r.stderr.strip()}')
+
+        # The policy off: allowed (and libvirt's same-host error again).
+        HOST.write_config(reserve_mib=10_000_000, migrate_headroom_check='off')
+        r, text = migrate()
+        self.assertIn('incoming migration allowed without a headroom check', text)
+        self.assertNotIn('samepage-ksm', r.stderr)
+
+        # The source guest ran through all three, and the migrate op recorded
+        # nothing: the guest's state is as its start left it.
+        self.assertEqual(g.qemu_pid(), pid)
+        self.assertEqual(virsh('domstate', g.name).stdout.strip(), 'running')
+        self.assertEqual(HOST.state_files(), states)
+        self.assert_hooks_bounded()
+        g.destroy()
+        HOST.wait_decision(self.log_start)
+
+
 
 def _try(action, guest, errors):
     try:

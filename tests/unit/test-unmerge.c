@@ -148,6 +148,19 @@ static void test_outcome_json(Fixture *f, gconstpointer data)
     ksm_unmerge_outcome_clear(&out);
 }
 
+/* The one "does it fit" rule (the unmerge and the hook's incoming
+ * migration): MemAvailable minus the reserve, never below 0. */
+static void test_room(void)
+{
+    KsmHeadroom room = { .mem_available = G_GUINT64_CONSTANT(8) << 30 };
+
+    g_assert_cmpuint(ksm_unmerge_room(&room, 256 << 20), ==,
+                     (G_GUINT64_CONSTANT(8) << 30) - (256 << 20));
+    g_assert_cmpuint(ksm_unmerge_room(&room, 0), ==, G_GUINT64_CONSTANT(8) << 30);
+    g_assert_cmpuint(ksm_unmerge_room(&room, G_GUINT64_CONSTANT(8) << 30), ==, 0);
+    g_assert_cmpuint(ksm_unmerge_room(&room, G_MAXUINT64), ==, 0);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -156,5 +169,6 @@ int main(int argc, char **argv)
     UNMERGE_TEST("/unmerge/unreadable-pages-sharing", test_unreadable_sharing);
     UNMERGE_TEST("/unmerge/lock-busy", test_lock_busy);
     UNMERGE_TEST("/unmerge/outcome-json", test_outcome_json);
+    g_test_add_func("/unmerge/room", test_room);
     return g_test_run();
 }

@@ -62,6 +62,13 @@ typedef struct {
 
 void ksm_unmerge_options_init(KsmUnmergeOptions *opts);
 /*
+ * What the safe unmerge lets itself use: MemAvailable minus the reserve (0
+ * when the reserve is larger).  One rule for every "does it fit" of
+ * samepage: the unmerge's new copies, and a guest arriving unmerged on an
+ * incoming migration (the libvirt hook).
+ */
+guint64 ksm_unmerge_room(const KsmHeadroom *room, guint64 reserve_bytes);
+/*
  * The safe host-wide unmerge.  Returns FALSE only when it could not even
  * start (no KSM, not root, lock busy); otherwise TRUE with the outcome
  * saying what happened.
