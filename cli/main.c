@@ -27,6 +27,11 @@ static const CliCommand commands[] = {
                  "(one guest via QMP)", cli_cmd_unmerge },
     { "estimate", "how much memory could merge: a page census of processes "
                   "(--pid, --all-qemu, --domain; root)", cli_cmd_estimate },
+    { "fingerprint", "fleet fingerprint of guests: keyed page-content sketches, one JSON "
+                     "per host (--domain, --pid, --host; root; needs the fleet key)",
+      cli_cmd_fingerprint },
+    { "place", "rank hosts by pages a guest would share (--hosts DIR GUEST.json), or "
+               "the pairwise matrix (--pairs FILE...)", cli_cmd_place },
     { "tune", "samepage's scan policy: converge fast, then scan slowly (root; "
               "foreground)", cli_cmd_tune },
 };
