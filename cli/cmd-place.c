@@ -256,6 +256,20 @@ static int place_hosts(const char *dir, const char *guest_path, const char *only
         n_hosts++;
     }
 
+    /* Every guest of the file against every host, in one join (ksm_rank_all). */
+    guint n_guests = gfp->guests->len;
+    g_autofree KsmHostSet **sets = g_new0(KsmHostSet *, MAX(n_hosts, 1));
+    g_autofree KsmSketch **sketches = g_new0(KsmSketch *, MAX(n_guests, 1));
+    for (guint h = 0; h < n_hosts; h++) {
+        sets[h] = hosts[h].set;
+    }
+    for (guint gi = 0; gi < n_guests; gi++) {
+        sketches[gi] = ((KsmFingerprintGuest *)g_ptr_array_index(gfp->guests, gi))->sketch;
+    }
+    g_autofree double *est = g_new0(double, (gsize)MAX(n_guests, 1) * MAX(n_hosts, 1));
+    g_autofree guint64 *smp = g_new0(guint64, (gsize)MAX(n_guests, 1) * MAX(n_hosts, 1));
+    ksm_rank_all(sets, n_hosts, sketches, n_guests, est, smp);
+
     g_autoptr(JsonBuilder) b = json_builder_new();
     GString *out = g_string_new(NULL);
     g_autofree Ranked *ranked = g_new0(Ranked, MAX(n_hosts, 1));
@@ -276,7 +290,8 @@ static int place_hosts(const char *dir, const char *guest_path, const char *only
             if (!hosts[h].excluded) {
                 Ranked *r = &ranked[n_ranked++];
                 r->host = &hosts[h];
-                r->shared = ksm_host_set_intersection(hosts[h].set, g->sketch, &r->samples);
+                r->shared = est[(gsize)gi * n_hosts + h];
+                r->samples = smp[(gsize)gi * n_hosts + h];
             }
         }
         qsort(ranked, n_ranked, sizeof(Ranked), compare_ranked);

@@ -40,11 +40,11 @@ static int compare_u64(const void *a, const void *b)
 }
 
 /* Merge two ascending lists into out (at most limit, distinct); returns the count. */
-static guint merge_sorted(const guint64 *a, gsize na, const guint64 *b, gsize nb, guint64 *out,
-                          guint limit)
+static gsize merge_sorted(const guint64 *a, gsize na, const guint64 *b, gsize nb, guint64 *out,
+                          gsize limit)
 {
     gsize i = 0, j = 0;
-    guint n = 0;
+    gsize n = 0;
     while (n < limit && (i < na || j < nb)) {
         guint64 v;
         if (j >= nb || (i < na && a[i] < b[j])) {
@@ -69,7 +69,7 @@ void ksm_sketch_flush(KsmSketch *s)
     }
     qsort(s->pending, s->n_pending, sizeof(guint64), compare_u64);
     g_autofree guint64 *merged = g_new(guint64, s->k);
-    s->n = merge_sorted(s->hashes, s->n, s->pending, s->n_pending, merged, s->k);
+    s->n = (guint)merge_sorted(s->hashes, s->n, s->pending, s->n_pending, merged, s->k);
     memcpy(s->hashes, merged, s->n * sizeof(guint64));
     s->n_pending = 0;
 }
@@ -139,7 +139,7 @@ KsmSketch *ksm_sketch_union(const KsmSketch *a, const KsmSketch *b, guint k)
      * it are the union's sketch.  If a threshold cut it, the result must
      * not look exact: it has k hashes when it has fewer than k only if
      * neither input was cut. */
-    u->n = merge_sorted(a->hashes, na, b->hashes, nb, u->hashes, k);
+    u->n = (guint)merge_sorted(a->hashes, na, b->hashes, nb, u->hashes, k);
     if (theta != G_MAXUINT64 && u->n < k) {
         /* Fewer than k below theta: keep them, with theta as the threshold
          * (stored as the last hash, which is then not counted). */
@@ -193,20 +193,17 @@ KsmHostSet *ksm_host_set_new(KsmSketch *const *guests, guint n_guests)
     for (guint i = 0; i < n_guests; i++) {
         total += count_below(guests[i]->hashes, guests[i]->n, h->theta);
     }
+    /* The guests' lists are sorted: merge them one into the other (no sort). */
     h->hashes = g_new(guint64, MAX(total, 1));
+    g_autofree guint64 *tmp = g_new(guint64, MAX(total, 1));
     for (guint i = 0; i < n_guests; i++) {
         gsize c = count_below(guests[i]->hashes, guests[i]->n, h->theta);
-        memcpy(h->hashes + h->n, guests[i]->hashes, c * sizeof(guint64));
-        h->n += c;
+        gsize m = merge_sorted(h->hashes, h->n, guests[i]->hashes, c, tmp, G_MAXUINT);
+        guint64 *t = h->hashes;
+        h->hashes = tmp;
+        tmp = t;
+        h->n = m;
     }
-    qsort(h->hashes, h->n, sizeof(guint64), compare_u64);
-    gsize w = 0;
-    for (gsize r = 0; r < h->n; r++) {
-        if (w == 0 || h->hashes[w - 1] != h->hashes[r]) {
-            h->hashes[w++] = h->hashes[r];
-        }
-    }
-    h->n = w;
     /* About one hash per directory slot, over [0, 2^range_bits), the
      * smallest power of two range that holds theta: a lookup reads one or
      * two hashes. */
