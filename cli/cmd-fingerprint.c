@@ -89,6 +89,53 @@ static KsmFleetKey *cli_load_fleet_key(const char *path, GError **error)
     return key;
 }
 
+/*
+ * The per-guest figures a fingerprint run learns on the way, as Prometheus
+ * text for node_exporter's textfile collector: what a guest could share
+ * needs no exchange of fingerprints.  `samepage stats --prometheus` cannot
+ * give them: it reads only KSM's counters (ksm_stat), never the guests'
+ * pages, and reading every guest's memory at each scrape (seconds per GiB)
+ * is not what a scrape may cost.
+ */
+static char *guests_to_prometheus(const KsmFingerprint *fp)
+{
+    static const struct {
+        const char *metric, *help;
+    } families[] = {
+        { "samepage_guest_present_pages", "Pages of the guest read by samepage fingerprint "
+          "(present private anonymous memory)" },
+        { "samepage_guest_zero_pages", "Of those, zero pages" },
+        { "samepage_guest_distinct_pages", "Distinct non-zero page contents of the guest "
+          "(estimated from its sketch; exact below 8192)" },
+        { "samepage_guest_duplicate_pages", "Non-zero pages whose content occurs earlier in "
+          "the same guest: what KSM can merge inside it alone (estimated)" },
+        { "samepage_guest_fingerprint_timestamp_seconds", "When the fingerprint was made" },
+    };
+    GString *out = g_string_new(NULL);
+    g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+    for (guint f = 0; f < G_N_ELEMENTS(families); f++) {
+        g_autofree char *help = cli_prometheus_escape_help(families[f].help);
+        g_string_append_printf(out, "# HELP %s %s\n# TYPE %s gauge\n", families[f].metric, help,
+                               families[f].metric);
+        for (guint i = 0; i < fp->guests->len; i++) {
+            const KsmFingerprintGuest *g = g_ptr_array_index(fp->guests, i);
+            g_autofree char *name = cli_prometheus_escape_label(g->name ? g->name : "");
+            double distinct = ksm_sketch_distinct(g->sketch);
+            gint64 v = 0;
+            switch (f) {
+            case 0: v = (gint64)(g->sketch->pages + g->sketch->zero_pages); break;
+            case 1: v = (gint64)g->sketch->zero_pages; break;
+            case 2: v = (gint64)(distinct + 0.5); break;
+            case 3: v = MAX((gint64)g->sketch->pages - (gint64)(distinct + 0.5), 0); break;
+            case 4: v = g_date_time_to_unix(now); break;
+            }
+            g_string_append_printf(out, "%s{pid=\"%" G_GINT64_FORMAT "\",guest=\"%s\"} %"
+                                   G_GINT64_FORMAT "\n", families[f].metric, g->pid, name, v);
+        }
+    }
+    return g_string_free(out, FALSE);
+}
+
 typedef struct {
     GArray *pids;            /* pid_t */
     GHashTable *names;       /* pid -> guest name (owned) */
@@ -156,6 +203,7 @@ int cli_cmd_fingerprint(CliGlobal *global, int argc, char **argv)
     g_auto(GStrv) pids = NULL;
     g_auto(GStrv) domains = NULL;
     g_autofree char *key_path = NULL, *output = NULL, *group = NULL, *hostname = NULL;
+    g_autofree char *prom_path = NULL;
     gboolean host = FALSE, mergeable_only = FALSE;
     double rate = DEFAULT_RATE;
     gint nice_level = DEFAULT_NICE, k = KSM_SKETCH_MAX_K;
@@ -179,6 +227,9 @@ int cli_cmd_fingerprint(CliGlobal *global, int argc, char **argv)
           "Lower this command's priority by N (default 10)", "N" },
         { "sketch-size", 'k', 0, G_OPTION_ARG_INT, &k,
           "Hashes kept per guest, 16 to 8192 (8 bytes each; default 8192)", "K" },
+        { "prometheus", 0, 0, G_OPTION_ARG_FILENAME, &prom_path,
+          "Also write per-guest figures (distinct, duplicate, zero pages) as Prometheus text "
+          "to FILE (for node_exporter's textfile collector)", "FILE" },
         { "mergeable-only", 'm', 0, G_OPTION_ARG_NONE, &mergeable_only,
           "Only areas registered with KSM now (smaps VmFlags mg)", NULL },
         { NULL },
@@ -269,6 +320,12 @@ int cli_cmd_fingerprint(CliGlobal *global, int argc, char **argv)
         }
     } else {
         fputs(text, stdout);
+    }
+    if (prom_path) {
+        g_autofree char *prom = guests_to_prometheus(fp);
+        if (!cli_write_file_safely(prom_path, prom, &error)) {
+            return cli_fail(CLI_EXIT_FAILURE, "%s", error->message);
+        }
     }
     g_autofree char *read_text = cli_format_bytes((gint64)bytes);
     g_autofree char *shown_out = output ? cli_escape_text(output) : NULL;

@@ -158,6 +158,28 @@ class FleetCli(unittest.TestCase):
         table = run('place', '--pairs', fa, fb, check=0).stdout
         self.assertIn(f'pid {a}', table)
 
+    def test_prometheus_figures(self):
+        a = self.children[0].pid
+        prom = os.path.join(self.dir, 'guests.prom')
+        run('fingerprint', '--key', self.key, '--rate', '0', '--pid', str(a), '-o',
+            os.path.join(self.dir, 'prom.json'), '--prometheus', prom, check=0)
+        values = {}
+        with open(prom) as f:
+            text = f.read()
+        for line in text.splitlines():
+            if not line.startswith('#'):
+                metric, value = line.rsplit(' ', 1)
+                self.assertIn(f'pid="{a}"', metric)
+                values[metric.split('{')[0]] = int(value)
+        self.assertIn('# TYPE samepage_guest_distinct_pages gauge', text)
+        # 20000 distinct filled pages, no duplicates among them: the estimate within 4 standard
+        # errors (1/sqrt(8192) of the distinct count each).
+        distinct = values['samepage_guest_distinct_pages']
+        self.assertGreaterEqual(distinct, 20000 * (1 - 4 / math.sqrt(8192)))
+        self.assertEqual(values['samepage_guest_present_pages'],
+                         values['samepage_guest_zero_pages'] + distinct +
+                         values['samepage_guest_duplicate_pages'])
+
     # ---- ranking ----------------------------------------------------------------
 
     def test_rank_hosts_and_trust_groups(self):
