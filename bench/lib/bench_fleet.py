@@ -31,7 +31,7 @@ import subprocess
 import tempfile
 import time
 
-from common import ENV, MiB, PAGE, BenchError, fmt, ksm_clean, ksm_set, ksm_stats, ksm_value, \
+from common import ENV, BenchError, fmt, ksm_clean, ksm_set, ksm_stats, ksm_value, \
     load_note, log, samepage, table
 from guest import Guest, start_all, stop_all_guests
 
@@ -79,7 +79,10 @@ def ksm_saving():
 
 def converge(timeout):
     """KSM on with fast scanning until pages_sharing + ksm_zero_pages holds
-    still over two full scans (or timeout).  Returns (seconds, converged)."""
+    still (within 0.1%: idle guests still touch a few pages) over two full
+    scans, or timeout; then ksmd is stopped (run=0 keeps what it merged) so
+    that the censuses that follow read one state.  Returns (seconds,
+    converged)."""
     ksm_set(*SCAN, 'run=1')
     t0 = time.monotonic()
     last, scans = ksm_saving()
@@ -87,14 +90,16 @@ def converge(timeout):
     while time.monotonic() - t0 < timeout:
         time.sleep(1.0)
         now, s = ksm_saving()
-        if now == last and now > 0:
+        if now > 0 and abs(now - last) <= max(16, now // 1000):
             if still_since is None:
                 still_since = s
             elif s >= still_since + 2:
+                ksm_set('run=0')
                 return time.monotonic() - t0, True
         else:
             still_since = None
         last = now
+    ksm_set('run=0')
     return time.monotonic() - t0, False
 
 

@@ -21,7 +21,7 @@ import json
 import os
 import tempfile
 
-from common import MiB, PAGE, BenchError, ksm_clean, ksm_set, load_note, log, samepage, table
+from common import MiB, PAGE, ksm_clean, ksm_set, load_note, log, samepage, table
 from guest import Guest, start_all, stop_all_guests
 from bench_fleet import across_merged, converge, fingerprint, make_key
 
