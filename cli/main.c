@@ -52,7 +52,7 @@ static char *global_description(void)
 
     for (guint i = 0; i < G_N_ELEMENTS(commands); i++) {
         if (commands[i].run) {
-            g_string_append_printf(text, "  %-10s %s\n", commands[i].name, commands[i].summary);
+            g_string_append_printf(text, "  %-11s %s\n", commands[i].name, commands[i].summary);
         }
     }
     g_string_append(text,
