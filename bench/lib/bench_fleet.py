@@ -126,12 +126,16 @@ def run_pair(o, key, d, overlap, mem, fill):
         pairs = json.loads(samepage('place', '--pairs', '--json', fa, fb).stdout)
         predicted = pairs['shared_pages'][0][1]
         distinct_a = pairs['shared_pages'][0][0]
+        larger = max(distinct_a, pairs['shared_pages'][1][1])
+        # The sketch's own standard error: samples ~ predicted * k / larger distinct count.
+        samples = predicted * 8192 / larger if larger > 8192 else predicted
+        se_pct = 100.0 / samples ** 0.5 if samples >= 1 else None
         c = census([a.pid, b.pid])
         exact = c['dup_across_pages']
         secs, conv = converge(o.fleet_timeout)
         ksm = across_merged([a.pid], [b.pid])
         row = {'overlap': overlap, 'predicted': predicted, 'census': exact, 'ksm': ksm,
-               'distinct_a': distinct_a, 'converge_s': secs, 'converged': conv,
+               'distinct_a': distinct_a, 'se_pct': se_pct, 'converge_s': secs, 'converged': conv,
                'err_census_pct': pct(predicted, exact), 'err_ksm_pct': pct(predicted, ksm),
                'err_of_distinct_pct': 100.0 * (predicted - exact) / distinct_a if distinct_a else None}
         log(f'fleet: overlap {overlap}%: predicted {predicted}, census {exact}, KSM {ksm} '
@@ -167,7 +171,8 @@ def run(o):
         e = r[key_name]
         return '-' if e is None else ('yes' if abs(e) <= limit else 'NO')
 
-    trows = [[f"{r['overlap']}%", r['predicted'], r['census'], r['ksm'],
+    trows = [[f"{r['overlap']}%", r['distinct_a'], r['predicted'],
+              f"{r['se_pct']:.1f}%" if r.get('se_pct') else '-', r['census'], r['ksm'],
               fmt(r['err_census_pct'], '+.1f') + '%' if r['err_census_pct'] is not None else '-',
               within(r, 'err_census_pct', 5),
               fmt(r['err_of_distinct_pct'], '+.2f') + '%',
@@ -177,14 +182,17 @@ def run(o):
              for r in rows]
     text = table(f'Fleet fingerprint accuracy: pairs of busybox guests ({mem} MiB, {fill} MiB '
                  f'filled), shareable pages predicted from fingerprints vs exact',
-                 ['overlap', 'predicted', 'census', 'KSM merged', 'vs census', '<=5%',
+                 ['overlap', 'distinct A', 'predicted', '1 se', 'census', 'KSM merged',
+                  'vs census', '<=5%',
                   'of distinct', 'vs KSM', '<=10%', 'KSM s'], trows,
                  ['predicted: samepage place --pairs (k = 8192 sketches); census: samepage '
                   'estimate, dup_across_pages of the pair (exact);',
                   'KSM merged: pages KSM merged across the pair after converging (census frames of '
                   'the pair minus each alone);',
                   '"vs census" = (predicted - census) / census; "of distinct" = (predicted - '
-                  'census) / the guest\'s distinct pages.',
+                  'census) / the guest\'s distinct pages;',
+                  '1 se: the sketch\'s standard error, 1 / sqrt(samples) (samples ~ predicted x '
+                  'k / the larger distinct count).',
                   f'load: {load}'])
     res['met_census'] = all(r['err_census_pct'] is None or abs(r['err_census_pct']) <= 5
                             for r in rows if r['census'] > 0)
