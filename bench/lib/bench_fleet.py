@@ -201,7 +201,10 @@ def run(o):
     text += (f"  TARGET within 5% of the census at every overlap: "
              f"{'met' if res['met_census'] else 'MISSED'}; within 10% of KSM: "
              f"{'met' if res['met_ksm'] else 'MISSED'}\n")
-    sp = speed(o)
+    try:
+        sp = speed(o)
+    except (BenchError, OSError, subprocess.TimeoutExpired) as e:
+        sp = f'fleet-speed FAILED: {e}'
     res['speed_output'] = sp
     text += '\nFleet fingerprint speed (build/bench/fleet-speed)\n\n' + \
         ''.join('  ' + line + '\n' for line in sp.rstrip().split('\n'))
