@@ -157,7 +157,7 @@ def speed(o):
 
 
 def run(o):
-    mem, fill = (96, 32) if o.smoke else (192, 128)
+    mem, fill = (128, 32) if o.smoke else (256, 128)
     overlaps = (0, 100) if o.smoke else OVERLAPS
     load = load_note()
     d = tempfile.mkdtemp(prefix='samepage-bench-fleet-')

@@ -10,7 +10,8 @@ host's guests in turn, KSM converges, and what KSM merged between the new
 guest and that host's guests (census frames: the whole set minus the host's
 guests alone minus the new guest alone) is set beside the prediction.
 
-The hosts (simulated capacity 1024 MiB each; guests 160 MiB, 112 MiB filled):
+The hosts (simulated capacity 1024 MiB each; guests 224 MiB, 96 MiB filled: the
+guest kernel and initramfs take ~90 MiB, a smaller guest OOMs):
   host-a  one guest of its own image: the most free memory
   host-b  two guests of image "web" and one of another
   host-c  two guests of two other images
@@ -42,7 +43,7 @@ def guests_for(host, mem, fill):
 
 
 def run(o):
-    mem, fill = (96, 32) if o.smoke else (160, 112)
+    mem, fill = (128, 32) if o.smoke else (224, 96)
     load = load_note()
     d = tempfile.mkdtemp(prefix='samepage-bench-fleet-demo-')
     hosts_dir = os.path.join(d, 'hosts')
