@@ -327,8 +327,9 @@ int main(int argc, char **argv)
     Score scores[HOSTS];
     guint best_fast[NEW_GUESTS];
     g_autofree double *est = g_new(double, (gsize)NEW_GUESTS * HOSTS);
+    g_autofree guint64 *smp = g_new(guint64, (gsize)NEW_GUESTS * HOSTS);
     t0 = g_get_monotonic_time();
-    ksm_rank_all(sets, HOSTS, guests, NEW_GUESTS, est, NULL);
+    ksm_rank_all(sets, HOSTS, guests, NEW_GUESTS, est, smp);
     for (guint g = 0; g < NEW_GUESTS; g++) {
         for (guint h = 0; h < HOSTS; h++) {
             scores[h] = (Score){ est[(gsize)g * HOSTS + h], h };
@@ -383,6 +384,15 @@ int main(int argc, char **argv)
            "k = %u; synthetic, made in %.1f s)\n", NEW_GUESTS, HOSTS, GUESTS_PER_HOST,
            KSM_SKETCH_MAX_K, t_make);
     printf("  %-52s %9s\n", "measurement", "seconds");
+    guint64 matches = 0, host_hashes = 0;
+    for (gsize i = 0; i < (gsize)NEW_GUESTS * HOSTS; i++) {
+        matches += smp[i];
+    }
+    for (guint h = 0; h < HOSTS; h++) {
+        host_hashes += sets[h]->n;
+    }
+    printf("  (%" G_GUINT64_FORMAT " host hashes, %" G_GUINT64_FORMAT " (guest, host) samples "
+           "counted)\n", host_hashes, matches);
     printf("  %-52s %9.3f\n", "host sets (union below theta, directory)", t_sets);
     printf("  %-52s %9.3f\n", "rank: one join of all hashes + sort per guest", t_rank);
     printf("  %-52s %9.3f\n", "total (host sets + ranking)", t_sets + t_rank);
