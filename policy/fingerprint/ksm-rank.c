@@ -12,10 +12,11 @@
  * sorted already: the hash range is cut into P partitions (by the top bits
  * of the hash), each about 8,192 host hashes; every host's and guest's list
  * is walked partition by partition with a cursor.  For each partition the
- * hosts' hashes go into a small open-addressing table (a multimap: one
- * entry per host that has the hash; the table fits in L2), then each
- * guest's hashes of that partition are looked up and each match counts one
- * sample for that (guest, host) pair.  The cost is one pass over every
+ * hosts' hashes go into a small open-addressing table (one slot per
+ * distinct hash, with the chain of hosts that have it: a hash common to
+ * many hosts costs one probe, not one per host; the table fits in L2), then
+ * each guest's hashes of that partition are looked up and each host in the
+ * chain counts one sample for that (guest, host) pair.  The cost is one pass over every
  * list, a table insert per host hash, a lookup per guest hash and the
  * matches themselves, which any method must count.
  *
@@ -31,11 +32,17 @@
 #define TWO64 18446744073709551616.0
 #define PER_PARTITION 8192
 
+/* One distinct hash of the partition; its hosts are a chain of Links. */
 typedef struct {
     guint64 v;
-    guint32 host;
+    guint32 head;        /* first link of the chain */
     guint32 used;        /* 0: empty slot */
 } Slot;
+
+typedef struct {
+    guint32 host;
+    guint32 next;        /* G_MAXUINT32: end */
+} Link;
 
 static double scale(guint64 theta)
 {
@@ -92,6 +99,7 @@ void ksm_rank_all(KsmHostSet *const *hosts, guint n_hosts, KsmSketch *const *gue
     guint64 mask = ((guint64)1 << tbits) - 1;
     g_autofree Slot *table = g_new0(Slot, mask + 1);
     g_autofree guint64 *filled = g_new(guint64, most);
+    g_autofree Link *links = g_new(Link, most);
 
     g_autofree gsize *hpos = g_new0(gsize, MAX(n_hosts, 1));
     g_autofree gsize *gpos = g_new0(gsize, MAX(n_guests, 1));
@@ -99,16 +107,21 @@ void ksm_rank_all(KsmHostSet *const *hosts, guint n_hosts, KsmSketch *const *gue
 
     for (gsize p = 0; p < n_parts; p++) {
         gsize n_filled = 0;
+        guint32 n_links = 0;
         for (guint h = 0; h < n_hosts; h++) {
             const KsmHostSet *hs = hosts[h];
             gsize j = hpos[h];
             for (; j < hs->n && (hs->hashes[j] >> shift) == p; j++) {
                 guint64 v = hs->hashes[j], i = v & mask;
-                while (table[i].used) {
+                while (table[i].used && table[i].v != v) {
                     i = (i + 1) & mask;
                 }
-                table[i] = (Slot){ v, h, 1 };
-                filled[n_filled++] = i;
+                if (!table[i].used) {
+                    table[i] = (Slot){ v, G_MAXUINT32, 1 };
+                    filled[n_filled++] = i;
+                }
+                links[n_links] = (Link){ h, table[i].head };
+                table[i].head = n_links++;
             }
             hpos[h] = j;
         }
@@ -117,14 +130,13 @@ void ksm_rank_all(KsmHostSet *const *hosts, guint n_hosts, KsmSketch *const *gue
             guint32 *row = count + (gsize)g * n_hosts;
             gsize j = gpos[g];
             for (; j < glen[g] && (gh[j] >> shift) == p; j++) {
-                if (n_filled == 0) {
-                    continue;
+                guint64 v = gh[j], i = v & mask;
+                while (table[i].used && table[i].v != v) {
+                    i = (i + 1) & mask;
                 }
-                guint64 v = gh[j];
-                for (guint64 i = v & mask; table[i].used; i = (i + 1) & mask) {
-                    if (table[i].v == v) {
-                        row[table[i].host]++;
-                    }
+                for (guint32 l = table[i].used ? table[i].head : G_MAXUINT32; l != G_MAXUINT32;
+                     l = links[l].next) {
+                    row[links[l].host]++;
                 }
             }
             gpos[g] = j;
