@@ -279,6 +279,10 @@ static gboolean parse_guest(JsonNode *node, guint index, KsmFingerprint *fp, con
         return bad(error, what, "%s: sketch of %" G_GUINT64_FORMAT " hashes in a capacity of %"
                    G_GUINT64_FORMAT, where, count, k);
     }
+    if (pages > (G_GUINT64_CONSTANT(1) << 60) / fp->page_size) {
+        return bad(error, what, "%s: %" G_GUINT64_FORMAT " pages of %" G_GUINT64_FORMAT
+                   " bytes is more than 1 EiB", where, pages, fp->page_size);
+    }
     if (count > pages) {
         return bad(error, what, "%s: %" G_GUINT64_FORMAT " hashes from %" G_GUINT64_FORMAT
                    " pages", where, count, pages);

@@ -150,7 +150,8 @@ void ksm_rank_all(KsmHostSet *const *hosts, guint n_hosts, KsmSketch *const *gue
         guint64 tg = ksm_sketch_theta(guests[g]);
         for (guint h = 0; h < n_hosts; h++) {
             gsize k = (gsize)g * n_hosts + h;
-            estimates[k] = (double)count[k] / scale(MIN(tg, hosts[h]->theta));
+            estimates[k] = MIN((double)count[k] / scale(MIN(tg, hosts[h]->theta)),
+                               (double)MIN(guests[g]->pages, hosts[h]->pages));
             if (samples) {
                 samples[k] = count[k];
             }

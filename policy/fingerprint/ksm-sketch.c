@@ -119,11 +119,16 @@ static double scale(guint64 theta)
     return theta == G_MAXUINT64 ? 1.0 : (double)theta / TWO64;
 }
 
+/*
+ * No estimate exceeds the pages it counts: a sketch from a hostile file can
+ * hold tiny hashes, whose estimate would be ~2^64 (and overflow whoever
+ * rounds it to an integer).
+ */
 double ksm_sketch_distinct(const KsmSketch *s)
 {
     g_return_val_if_fail(s->n_pending == 0, 0);
     guint64 theta = ksm_sketch_theta(s);
-    return (double)count_below(s->hashes, s->n, theta) / scale(theta);
+    return MIN((double)count_below(s->hashes, s->n, theta) / scale(theta), (double)s->pages);
 }
 
 KsmSketch *ksm_sketch_union(const KsmSketch *a, const KsmSketch *b, guint k)
@@ -175,7 +180,7 @@ double ksm_sketch_intersection(const KsmSketch *a, const KsmSketch *b, guint64 *
     if (samples) {
         *samples = common;
     }
-    return (double)common / scale(theta);
+    return MIN((double)common / scale(theta), (double)MIN(a->pages, b->pages));
 }
 
 /* ---- host sets ---------------------------------------------------------------- */
@@ -188,6 +193,7 @@ KsmHostSet *ksm_host_set_new(KsmSketch *const *guests, guint n_guests)
     h->theta = G_MAXUINT64;
     for (guint i = 0; i < n_guests; i++) {
         ksm_sketch_flush(guests[i]);
+        h->pages += guests[i]->pages;
         h->theta = MIN(h->theta, ksm_sketch_theta(guests[i]));
     }
     for (guint i = 0; i < n_guests; i++) {
@@ -237,7 +243,7 @@ void ksm_host_set_free(KsmHostSet *h)
 
 double ksm_host_set_distinct(const KsmHostSet *h)
 {
-    return (double)h->n / scale(h->theta);
+    return MIN((double)h->n / scale(h->theta), (double)h->pages);
 }
 
 double ksm_host_set_intersection(const KsmHostSet *h, const KsmSketch *g, guint64 *samples)
@@ -261,5 +267,5 @@ double ksm_host_set_intersection(const KsmHostSet *h, const KsmSketch *g, guint6
     if (samples) {
         *samples = common;
     }
-    return (double)common / scale(theta);
+    return MIN((double)common / scale(theta), (double)MIN(h->pages, g->pages));
 }

@@ -281,6 +281,33 @@ static void test_file_malformed(void)
     }
 }
 
+/* Found by fuzz-fingerprint-file: a full sketch of tiny hashes estimates
+ * ~2^64 contents, which overflowed the integer written back.  No estimate
+ * may exceed the pages it counts. */
+static void test_estimates_bounded_by_pages(void)
+{
+    const char *text = "{\"format\":\"samepage-fingerprint/1\",\"hostname\":\"h\",\"time\":\"t\","
+                       "\"key_id\":\"0123456789abcdef\",\"hash\":\"xxh3-64-secret\","
+                       "\"page_size\":4096,\"guests\":[{\"name\":\"g\",\"pid\":1,"
+                       "\"trust_group\":\"a\",\"pages\":3,\"zero_pages\":0,"
+                       "\"distinct_estimate\":2,\"exact\":true,\"k\":2,\"count\":2,"
+                       "\"hashes\":\"AQAAAAAAAAACAAAAAAAAAA==\"}]}";
+    g_autoptr(GError) error = NULL;
+    g_autoptr(KsmFingerprint) fp = ksm_fingerprint_parse(text, strlen(text), "tiny", &error);
+    g_assert_no_error(error);
+    const KsmFingerprintGuest *g = g_ptr_array_index(fp->guests, 0);
+    g_assert_false(ksm_sketch_is_exact(g->sketch));
+    g_assert_cmpfloat(ksm_sketch_distinct(g->sketch), <=, 3);
+    g_assert_cmpfloat(ksm_sketch_intersection(g->sketch, g->sketch, NULL), <=, 3);
+    g_autoptr(KsmHostSet) h = ksm_host_set_new(&g->sketch, 1);
+    g_assert_cmpfloat(ksm_host_set_intersection(h, g->sketch, NULL), <=, 3);
+    double est;
+    ksm_rank_all(&h, 1, &g->sketch, 1, &est, NULL);
+    g_assert_cmpfloat(est, <=, 3);
+    g_autofree char *again = ksm_fingerprint_to_json(fp);
+    g_assert_nonnull(strstr(again, "\"distinct_estimate\" : 3"));
+}
+
 static void test_file_load_rules(void)
 {
     g_autofree char *dir = g_dir_make_tmp("samepage-fp-XXXXXX", NULL);
@@ -316,5 +343,6 @@ int main(int argc, char **argv)
     g_test_add_func("/fingerprint/file/roundtrip", test_file_roundtrip);
     g_test_add_func("/fingerprint/file/malformed", test_file_malformed);
     g_test_add_func("/fingerprint/file/load", test_file_load_rules);
+    g_test_add_func("/fingerprint/file/estimates-bounded", test_estimates_bounded_by_pages);
     return g_test_run();
 }

@@ -23,7 +23,9 @@
  *   distinct(A)   = |{h in A : h < theta}| / (theta / 2^64)
  *   |A ∩ B|       = |{h in A and in B : h < theta}| / (theta / 2^64)
  *   |A ∪ B|       likewise; the union of sketches is itself a sketch
- * (exact when no threshold applies).  Standard error of an estimate x from
+ * (exact when no threshold applies).  No estimate exceeds the pages it
+ * counts (a hostile file's tiny hashes would otherwise estimate ~2^64).
+ * Standard error of an estimate x from
  * c sampled hashes: about x / sqrt(c); c is about x * k / max(|A|, |B|).
  *
  * The key: a fleet-wide secret file (16 to 4096 bytes, e.g. 32 random
@@ -106,6 +108,7 @@ typedef struct {
     guint32 *dir;          /* (1 << dir_bits) + 1 offsets into hashes */
     guint dir_bits;
     guint dir_shift;       /* slot of hash v: v >> dir_shift */
+    guint64 pages;         /* the guests' pages: no estimate exceeds it */
 } KsmHostSet;
 
 KsmHostSet *ksm_host_set_new(KsmSketch *const *guests, guint n_guests);
