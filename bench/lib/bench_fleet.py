@@ -27,6 +27,7 @@ Speed: build/bench/fleet-speed (fingerprint MiB/s vs a plain read of
 """
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -161,10 +162,11 @@ def run(o):
     overlaps = (0, 100) if o.smoke else OVERLAPS
     load = load_note()
     d = tempfile.mkdtemp(prefix='samepage-bench-fleet-')
-    key = make_key(d)
-    rows = []
-    for ov in overlaps:
-        rows.append(run_pair(o, key, d, ov, mem, fill))
+    try:
+        key = make_key(d)
+        rows = [run_pair(o, key, d, ov, mem, fill) for ov in overlaps]
+    finally:
+        shutil.rmtree(d, ignore_errors=True)     # the key and the fingerprints
     res = {'guest_mib': mem, 'fill_mib': fill, 'load': load, 'pairs': rows}
 
     def within(r, key_name, limit):

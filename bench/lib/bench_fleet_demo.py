@@ -20,6 +20,7 @@ should pick host-b, free memory host-a.
 """
 import json
 import os
+import shutil
 import tempfile
 
 from common import MiB, PAGE, ksm_clean, ksm_set, load_note, log, samepage, table
@@ -43,9 +44,16 @@ def guests_for(host, mem, fill):
 
 
 def run(o):
+    d = tempfile.mkdtemp(prefix='samepage-bench-fleet-demo-')
+    try:
+        return run_in(o, d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)     # the key and the fingerprints
+
+
+def run_in(o, d):
     mem, fill = (128, 32) if o.smoke else (224, 96)
     load = load_note()
-    d = tempfile.mkdtemp(prefix='samepage-bench-fleet-demo-')
     hosts_dir = os.path.join(d, 'hosts')
     os.mkdir(hosts_dir)
     key = make_key(d)
