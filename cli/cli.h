@@ -49,6 +49,8 @@ int cli_cmd_watch(CliGlobal *global, int argc, char **argv);
 int cli_cmd_unmerge(CliGlobal *global, int argc, char **argv);   /* cmd-unmerge.c */
 int cli_cmd_estimate(CliGlobal *global, int argc, char **argv);  /* cmd-estimate.c */
 int cli_cmd_tune(CliGlobal *global, int argc, char **argv);      /* cmd-tune.c */
+int cli_cmd_fingerprint(CliGlobal *global, int argc, char **argv); /* cmd-fingerprint.c */
+int cli_cmd_place(CliGlobal *global, int argc, char **argv);     /* cmd-place.c */
 int cli_cmd_save(CliGlobal *global, int argc, char **argv);
 int cli_cmd_restore(CliGlobal *global, int argc, char **argv);
 

@@ -27,6 +27,11 @@ static const CliCommand commands[] = {
                  "(one guest via QMP)", cli_cmd_unmerge },
     { "estimate", "how much memory could merge: a page census of processes "
                   "(--pid, --all-qemu, --domain; root)", cli_cmd_estimate },
+    { "fingerprint", "fleet fingerprint of guests: keyed page-content sketches, one JSON "
+                     "per host (--domain, --pid, --host; root; needs the fleet key)",
+      cli_cmd_fingerprint },
+    { "place", "rank hosts by pages a guest would share (--hosts DIR GUEST.json), or "
+               "the pairwise matrix (--pairs FILE...)", cli_cmd_place },
     { "tune", "samepage's scan policy: converge fast, then scan slowly (root; "
               "foreground)", cli_cmd_tune },
 };
@@ -47,7 +52,7 @@ static char *global_description(void)
 
     for (guint i = 0; i < G_N_ELEMENTS(commands); i++) {
         if (commands[i].run) {
-            g_string_append_printf(text, "  %-10s %s\n", commands[i].name, commands[i].summary);
+            g_string_append_printf(text, "  %-11s %s\n", commands[i].name, commands[i].summary);
         }
     }
     g_string_append(text,

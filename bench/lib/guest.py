@@ -17,13 +17,18 @@ class Guest:
     with kernel=False, a QEMU with only its memory backends (qtest accel)."""
 
     def __init__(self, name, mem_mib, backend='memory-backend-ksm', workload='idle', mib=0,
-                 seed=1, boot=True, backend_opts='', extra=()):
+                 seed=1, boot=True, backend_opts='', extra=(), seed2=0, share=100):
         self.name = name
         self.mem_mib = mem_mib
         self.backend = backend
         self.workload = workload
         self.fill_mib = mib
         self.seed = seed
+        # fill: the first share% of the pages from seed, the rest from seed2
+        # (scripts/guest/fill.c): guests with one seed and different seed2
+        # have share% of their fill in common.
+        self.seed2 = seed2
+        self.share = share
         self.boot = boot
         self.backend_opts = backend_opts
         self.extra = list(extra)
@@ -50,6 +55,8 @@ class Guest:
         if self.boot:
             append = (f'console=ttyS0 quiet panic=-1 samepage.workload={self.workload} '
                       f'samepage.mib={self.fill_mib} samepage.seed={self.seed}')
+            if self.share != 100:
+                append += f' samepage.seed2={self.seed2} samepage.share={self.share}'
             a += ['-machine', 'pc,memory-backend=m0', '-accel', 'tcg',
                   '-chardev', f'socket,id=ser0,path={self.dir}/serial.sock,server=on,wait=on',
                   '-serial', 'chardev:ser0',

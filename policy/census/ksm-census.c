@@ -283,7 +283,11 @@ static void read_chunk(Census *c, guint target, guint64 addr, gsize n, const gui
     while (n > 0) {
         errno = 0;
         gsize got = ksm_pread_full(t->mem_fd, c->buf, n * c->page, addr) / c->page;
-        if (got > 0) {
+        if (got > 0 && c->opts->visit) {
+            pr->pages += got;
+            c->opts->visit(target, addr, c->buf, got, c->opts->visit_data);
+            c->bytes_done += got * c->page;
+        } else if (got > 0) {
             pass1(c, target, addr, got);
             census_refs_fetch(c);
             pass2(c, target, addr, got, pm);
@@ -476,7 +480,8 @@ KsmCensus *ksm_census_run(const KsmContext *ctx, const KsmCensusOptions *opts, G
     if (opts->byte_limit) {
         c.bytes_total = MIN(c.bytes_total, opts->byte_limit / c.page * c.page);
     }
-    census_table_init(&c.table, c.bytes_total / c.page);
+    /* Visit mode keeps no contents: a minimal table. */
+    census_table_init(&c.table, opts->visit ? 0 : c.bytes_total / c.page);
     c.next_progress = PROGRESS_EVERY;
 
     g_autofree guint *order = g_new(guint, opts->n_targets);

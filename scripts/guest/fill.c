@@ -3,6 +3,11 @@
  *
  *   fill --mib N --seed S                 fill N MiB, print SAMEPAGE-FILLED, hold it forever
  *   fill --churn --mib N [--interval-ms M] fill N MiB, then keep changing every page
+ *   fill --mib N --seed S --seed2 T --share-pct P
+ *                                         the first P% of the pages from seed S, the rest
+ *                                         from seed T: two guests with the same S and
+ *                                         different T have P% of their fill in common
+ *                                         (the fleet benchmarks' overlaps)
  *
  * Page i of a fill holds a pattern derived only from (S, i), so two guests filled
  * with the same seed have byte-identical pages (KSM can merge them across guests),
@@ -29,7 +34,7 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: fill --mib N [--seed S]\n"
+    fputs("usage: fill --mib N [--seed S] [--seed2 T --share-pct P]\n"
           "       fill --churn --mib N [--interval-ms M]\n", f);
 }
 
@@ -96,7 +101,7 @@ static void fill_page(uint64_t *w, size_t words, uint64_t seed, uint64_t i)
 
 int main(int argc, char **argv)
 {
-    uint64_t mib = 0, seed = 0, interval_ms = 10;
+    uint64_t mib = 0, seed = 0, seed2 = 0, share_pct = 100, interval_ms = 10;
     int churn = 0, have_mib = 0;
 
     for (int a = 1; a < argc; a++) {
@@ -116,6 +121,10 @@ int main(int argc, char **argv)
             have_mib = 1;
         } else if (!strcmp(opt, "--seed")) {
             dst = &seed;
+        } else if (!strcmp(opt, "--seed2")) {
+            dst = &seed2;
+        } else if (!strcmp(opt, "--share-pct")) {
+            dst = &share_pct;
         } else if (!strcmp(opt, "--interval-ms")) {
             dst = &interval_ms;
         }
@@ -125,7 +134,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!have_mib || mib == 0 || mib > MIB_MAX) {
+    if (!have_mib || mib == 0 || mib > MIB_MAX || share_pct > 100) {
         usage(stderr);
         return 2;
     }
@@ -146,8 +155,10 @@ int main(int argc, char **argv)
 
     double t0 = now_ms();
     /* Churn pages change at once, so their starting seed does not matter. */
+    size_t shared = (size_t)(pages * share_pct / 100);
     for (size_t i = 0; i < pages; i++)
-        fill_page((uint64_t *)(mem + i * page), words, churn ? UINT64_MAX : seed, i);
+        fill_page((uint64_t *)(mem + i * page), words,
+                  churn ? UINT64_MAX : i < shared ? seed : seed2, i);
     fprintf(stderr, "fill: wrote %" PRIu64 " MiB in %.0f ms\n", mib, now_ms() - t0);
 
     if (!churn) {

@@ -311,6 +311,59 @@ static void test_small_chunks(Abc *f, gconstpointer data)
     assert_abc_counts(s);
 }
 
+/*
+ * Visit mode (the fleet fingerprint's reader): every present page of every
+ * target is handed over once, in address order per target, with its bytes;
+ * nothing is classified.
+ */
+typedef struct {
+    guint64 pages[3];
+    guint64 zero[3];
+    guint64 next_addr[3];
+    gboolean in_order;
+    gsize page;
+} Visited;
+
+static void on_visit(guint target, guint64 addr, const guint8 *pages, gsize n, gpointer data)
+{
+    Visited *v = data;
+    g_assert_cmpuint(target, <, 3);
+    if (addr < v->next_addr[target]) {
+        v->in_order = FALSE;
+    }
+    v->next_addr[target] = addr + n * v->page;
+    for (gsize i = 0; i < n; i++) {
+        const guint8 *p = pages + i * v->page;
+        gboolean zero = TRUE;
+        for (gsize j = 0; j < v->page && zero; j++) {
+            zero = p[j] == 0;
+        }
+        v->zero[target] += zero;
+    }
+    v->pages[target] += n;
+}
+
+static void test_visit(Abc *f, gconstpointer data)
+{
+    KsmCensusOptions opts;
+    Visited v = { .in_order = TRUE, .page = page };
+    ksm_census_options_init(&opts);
+    opts.chunk_bytes = 7 * page;
+    opts.visit = on_visit;
+    opts.visit_data = &v;
+    g_autoptr(KsmCensus) s = abc_census(f, &opts);
+    g_assert_true(v.in_order);
+    g_assert_cmpuint(v.pages[0], ==, 1150);
+    g_assert_cmpuint(v.pages[1], ==, 1000);
+    g_assert_cmpuint(v.pages[2], ==, 300);
+    g_assert_cmpuint(v.zero[0], ==, 100);
+    g_assert_cmpuint(v.zero[1] + v.zero[2], ==, 0);
+    g_assert_cmpuint(s->pages, ==, 2450);
+    g_assert_cmpuint(s->processes[0].pages, ==, 1150);
+    /* Nothing classified in visit mode. */
+    g_assert_cmpuint(s->distinct + s->dup_within + s->dup_across + s->freeable_pages, ==, 0);
+}
+
 /* A hash of 8 bits: every page collides with ~5 others, and counts must not move. */
 static guint64 tiny_hash(const void *p, gsize len, gpointer data)
 {
@@ -879,6 +932,7 @@ int main(int argc, char **argv)
     g_test_add("/census/process/collisions", Abc, NULL, abc_setup, test_collisions,
                abc_teardown);
     g_test_add("/census/process/order", Abc, NULL, abc_setup, test_order, abc_teardown);
+    g_test_add("/census/process/visit", Abc, NULL, abc_setup, test_visit, abc_teardown);
     g_test_add("/census/process/byte-limit", Abc, NULL, abc_setup, test_byte_limit,
                abc_teardown);
     g_test_add("/census/process/progress", Abc, NULL, abc_setup, test_progress, abc_teardown);

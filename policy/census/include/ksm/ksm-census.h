@@ -125,6 +125,18 @@ typedef struct {
 } KsmCensusProgress;
 
 typedef void (*KsmCensusProgressFunc)(const KsmCensusProgress *progress, gpointer user_data);
+/*
+ * Visit mode (KsmCensusOptions.visit): every run of present pages read is
+ * handed to the visitor instead of being classified, n_pages pages of
+ * page_size bytes at pages, the first at address addr of target.  The
+ * buffer is reused after the call.  Other readers of guest memory (the
+ * fleet fingerprint) use it so that the census stays the one reader of
+ * /proc/PID/mem.  In this mode the result has only the reading figures
+ * (pages, absent, swapped, unreadable, gone, seconds) and ksm_stat: no
+ * contents, nothing achievable or merged (all 0).
+ */
+typedef void (*KsmCensusVisitFunc)(guint target, guint64 addr, const guint8 *pages,
+                                   gsize n_pages, gpointer user_data);
 /* A replacement page hash, for tests that force collisions. */
 typedef guint64 (*KsmCensusHashFunc)(const void *page, gsize len, gpointer user_data);
 
@@ -141,6 +153,9 @@ typedef struct {
     /* Tests only: NULL means XXH3_64bits.  A constant makes every page collide. */
     KsmCensusHashFunc hash_func;
     gpointer hash_data;
+    /* Non-NULL: visit mode (see KsmCensusVisitFunc). */
+    KsmCensusVisitFunc visit;
+    gpointer visit_data;
 } KsmCensusOptions;
 
 /* Zero everything; zero_mode TO_ZERO_PAGE, max_page_sharing 0, no limit. */
