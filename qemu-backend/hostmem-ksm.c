@@ -89,7 +89,8 @@ static void ksm_backend_instance_init(Object *obj)
     MEMORY_BACKEND(obj)->merge = true;
 }
 
-static void ksm_backend_class_init(ObjectClass *oc, void *data)
+static void ksm_backend_class_init(ObjectClass *oc,
+                                   KSM_COMPAT_CLASS_DATA *data)
 {
     HostMemoryBackendClass *bc = MEMORY_BACKEND_CLASS(oc);
 

@@ -16,7 +16,10 @@
 #else
 #include "sysemu/hostmem.h"
 #endif
-#include "exec/memory.h"
+/*
+ * hostmem.h brings the MemoryRegion API: exec/memory.h up to 10.0,
+ * system/memory.h from 10.1 on.
+ */
 #include "qapi/error.h"
 #include "qemu/main-loop.h"
 #include "block/aio.h"
@@ -24,6 +27,17 @@
 /* RAM_PRIVATE (explicitly not shared) is new in 10.0; 7.2 implies it */
 #ifndef RAM_PRIVATE
 #define RAM_PRIVATE 0
+#endif
+
+/*
+ * The class data a TypeInfo's class_init receives is const from 10.1 on:
+ * "static void fn(ObjectClass *oc, KSM_COMPAT_CLASS_DATA *data)".
+ */
+#if QEMU_VERSION_MAJOR > 10 || \
+    (QEMU_VERSION_MAJOR == 10 && QEMU_VERSION_MINOR >= 1)
+#define KSM_COMPAT_CLASS_DATA const void
+#else
+#define KSM_COMPAT_CLASS_DATA void
 #endif
 
 /*

@@ -80,6 +80,7 @@ int coroutine_fn ksm_thread_run_co(KsmThread *t, KsmThreadFunc *func,
     t->co = qemu_coroutine_self();
     qemu_sem_post(&t->work);
     qemu_coroutine_yield();
+    /* Pairs with the thread's smp_wmb(): read the result it wrote. */
     smp_rmb();
     t->func = NULL;
     return t->ret;

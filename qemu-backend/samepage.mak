@@ -1,7 +1,10 @@
-# samepage: the devices of the minimal qemu-system-x86_64 that scripts/build-qemu
-# builds (configure --without-default-devices --with-devices-x86_64=samepage).
-# Grafted as configs/devices/x86_64-softmmu/samepage.mak. The boards select
-# what they cannot run without (serial, RTC, PIT, fw_cfg, pc-dimm, ACPI, ...).
+# SPDX-License-Identifier: GPL-2.0-or-later
+#
+# samepage: the devices of the minimal qemu-system-x86_64 that
+# scripts/build-qemu builds (configure --without-default-devices
+# --with-devices-x86_64=samepage), configs/devices/x86_64-softmmu/samepage.mak
+# of the series.  The boards select what they cannot run without (serial,
+# RTC, PIT, fw_cfg, pc-dimm, ACPI, ...).
 
 # Boards: -M pc and -M q35 (-M none is always there).
 CONFIG_I440FX=y
