@@ -116,16 +116,11 @@ static gboolean apply(const KsmContext *ctx, GPtrArray *assign, GError **error)
 }
 
 static gboolean apply_policy(const KsmContext *ctx, const KsmTuneState *s, gboolean start,
-                             gboolean have_advisor, gboolean have_smart_scan, GError **error)
+                             gboolean have_advisor, GError **error)
 {
     g_autoptr(GPtrArray) assign = g_ptr_array_new_with_free_func(g_free);
     if (start && have_advisor) {
         g_ptr_array_add(assign, g_strdup("advisor_mode=none"));
-    }
-    /* The steady phase's slow scans are cheaper still when ksmd skips the
-     * pages that keep failing to merge (6.7+; the kernel's default). */
-    if (start && have_smart_scan) {
-        g_ptr_array_add(assign, g_strdup("smart_scan=1"));
     }
     g_ptr_array_add(assign, g_strdup_printf("pages_to_scan=%" G_GUINT64_FORMAT, s->pages_to_scan));
     g_ptr_array_add(assign, g_strdup_printf("sleep_millisecs=%u", s->sleep_ms));
@@ -169,7 +164,7 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
     KsmTuneParams params;
     ksm_tune_params_init(&params);
     double interval = 1.0, fast = params.fast_scan_ms / 1000.0, slow = params.slow_scan_ms / 1000.0;
-    double idle = params.idle_scan_ms / 1000.0;
+    double idle = -1;   /* --idle-scan's default: 1200 s, or --slow-scan if longer */
     double duration = 0, mergeable_every = 5.0;
     gint max_cpu = (gint)params.max_cpu, idle_cpu = (gint)params.idle_cpu;
     gint sleep_ms = (gint)params.sleep_ms;
@@ -218,11 +213,11 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
         "1 s).  Registered memory growing by 5%, a steady scan that still merges,\n"
         "KSM reset by run=2, or SIGUSR1 (a guest started) converge again at once.\n"
         "The kernel's scan-time advisor is turned off: it owns pages_to_scan;\n"
-        "smart_scan (Linux 6.7+: skip pages that did not merge lately) is turned\n"
-        "on.  Runs in the foreground, one line per change;\n"
+        "smart_scan is left as it is.  Runs in the foreground, one line per\n"
+        "change;\n"
         "SIGTERM/SIGINT end it and leave the knobs as they are (with\n"
-        "--restore-on-exit: put back pages_to_scan, sleep_millisecs, run,\n"
-        "advisor_mode and smart_scan as the tune found them).  Only one tune runs at a time; it\n"
+        "--restore-on-exit: put back pages_to_scan, sleep_millisecs, run and\n"
+        "advisor_mode as the tune found them).  Only one tune runs at a time; it\n"
         "keeps a record (--state-file) of the knobs it found, so a tune killed\n"
         "while converging is taken over by the next one started, which converges\n"
         "again from the knobs as they are and keeps the first tune's found knobs\n"
@@ -234,7 +229,11 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
     if (argc > 1) {
         return cli_fail(CLI_EXIT_USAGE, "tune takes no arguments, got '%s'", argv[1]);
     }
-    if (!(fast > 0 && slow >= fast && idle >= slow && idle <= 86400 && interval > 0 && mergeable_every >= 0 && duration >= 0 &&
+    if (idle < 0) {
+        idle = MAX(params.idle_scan_ms / 1000.0, slow);
+    }
+    if (!(fast > 0 && slow >= fast && idle >= slow && idle <= 86400 && interval > 0 &&
+          mergeable_every >= 0 && duration >= 0 &&
           max_cpu > 0 && max_cpu <= 100 && idle_cpu > 0 && idle_cpu <= 100 && sleep_ms >= 0)) {
         return cli_fail(CLI_EXIT_USAGE,
                            "need 0 < --fast-scan <= --slow-scan <= --idle-scan <= 86400, "
@@ -262,7 +261,6 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
         return cli_fail_error(error);
     }
     gboolean have_advisor = ksm_snapshot_get_or(first, KSM_FIELD_ADVISOR_MODE, -1) >= 0;
-    gboolean have_smart_scan = ksm_snapshot_get_or(first, KSM_FIELD_SMART_SCAN, -1) >= 0;
 
     /* One tune at a time, and the record of the one before. */
     if (!state_file) {
@@ -325,7 +323,7 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
                                          &error)) {
         return cli_fail(CLI_EXIT_FAILURE, "%s", error->message);
     }
-    if (!apply_policy(ctx, &state, TRUE, have_advisor, have_smart_scan, &error)) {
+    if (!apply_policy(ctx, &state, TRUE, have_advisor, &error)) {
         /* All or nothing: the knobs are as found; a predecessor's record stays. */
         if (record && !takeover) {
             cli_tune_record_write(record, FALSE, ksm_tune_phase_name(state.phase), &found, NULL);
@@ -390,7 +388,7 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
             ksm_tune_kick(&state);
         }
         if (ksm_tune_step(&state, &params, &obs)) {
-            if (!apply_policy(ctx, &state, FALSE, have_advisor, have_smart_scan, &error)) {
+            if (!apply_policy(ctx, &state, FALSE, have_advisor, &error)) {
                 say(json, &state, "error", error->message);
                 continue;
             }

@@ -11,8 +11,6 @@
  *     found.sleep_millisecs=20
  *     found.run=0
  *     found.advisor_mode=0     only on kernels with the advisor
- *     found.smart_scan=1       only on kernels with smart_scan (a record
- *                              without it, from an older samepage, is fine)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,8 +39,6 @@ void cli_tune_knobs_from_snapshot(const KsmSnapshot *snap, CliTuneKnobs *knobs)
     memset(knobs, 0, sizeof(*knobs));
     knobs->advisor_mode = ksm_snapshot_get_or(snap, KSM_FIELD_ADVISOR_MODE, -1);
     knobs->have_advisor = knobs->advisor_mode >= 0;
-    knobs->smart_scan = ksm_snapshot_get_or(snap, KSM_FIELD_SMART_SCAN, -1);
-    knobs->have_smart_scan = knobs->smart_scan >= 0;
     knobs->pages_to_scan = ksm_snapshot_get_or(snap, KSM_FIELD_PAGES_TO_SCAN, 100);
     knobs->sleep_millisecs = ksm_snapshot_get_or(snap, KSM_FIELD_SLEEP_MILLISECS, 20);
     knobs->run = ksm_snapshot_get_or(snap, KSM_FIELD_RUN, 0);
@@ -53,10 +49,6 @@ GPtrArray *cli_tune_knobs_assignments(const CliTuneKnobs *knobs)
     GPtrArray *assign = g_ptr_array_new_with_free_func(g_free);
     gboolean advisor_owns = knobs->have_advisor && knobs->advisor_mode != KSM_ADVISOR_NONE;
 
-    if (knobs->have_smart_scan) {
-        g_ptr_array_add(assign, g_strdup_printf("smart_scan=%" G_GINT64_FORMAT,
-                                                knobs->smart_scan));
-    }
     if (knobs->have_advisor) {
         g_autofree char *mode = ksm_field_format(KSM_FIELD_ADVISOR_MODE, knobs->advisor_mode);
         g_ptr_array_add(assign, g_strdup_printf("advisor_mode=%s", mode));
@@ -124,7 +116,7 @@ static gboolean parse_record(CliTuneRecord *r, const char *text, char **why)
     gint64 pid = 0;
     gboolean running = FALSE, have_state = FALSE;
     const char *phase = NULL;
-    CliTuneKnobs found = { .advisor_mode = -1, .smart_scan = -1 };
+    CliTuneKnobs found = { .advisor_mode = -1 };
     guint have_found = 0;
 
     for (guint i = 0; lines[i]; i++) {
@@ -162,9 +154,6 @@ static gboolean parse_record(CliTuneRecord *r, const char *text, char **why)
         } else if (strcmp(key, "found.advisor_mode") == 0) {
             ok = parse_int(value, KSM_ADVISOR_NONE, KSM_ADVISOR_SCAN_TIME, &found.advisor_mode);
             found.have_advisor = ok;
-        } else if (strcmp(key, "found.smart_scan") == 0) {
-            ok = parse_int(value, 0, 1, &found.smart_scan);
-            found.have_smart_scan = ok;
         } else {
             ok = FALSE;
         }
@@ -286,9 +275,6 @@ gboolean cli_tune_record_write(CliTuneRecord *r, gboolean running, const char *p
     if (found->have_advisor) {
         g_string_append_printf(text, "found.advisor_mode=%" G_GINT64_FORMAT "\n",
                                found->advisor_mode);
-    }
-    if (found->have_smart_scan) {
-        g_string_append_printf(text, "found.smart_scan=%" G_GINT64_FORMAT "\n", found->smart_scan);
     }
     ssize_t n = pwrite(r->fd, text->str, text->len, 0);
     if (n != (ssize_t)text->len || ftruncate(r->fd, (off_t)text->len) != 0) {

@@ -23,8 +23,6 @@
 typedef struct {
     gboolean have_advisor;
     gint64 advisor_mode;      /* KSM_ADVISOR_*, when have_advisor */
-    gboolean have_smart_scan;
-    gint64 smart_scan;        /* 0 or 1, when have_smart_scan (6.7+) */
     gint64 pages_to_scan;
     gint64 sleep_millisecs;
     gint64 run;

@@ -1189,7 +1189,6 @@ static void test_tune_takeover(Tree *t, gconstpointer data)
     write_ksm_file(t, "run", "0\n");
     write_ksm_file(t, "pages_to_scan", "300\n");
     write_ksm_file(t, "sleep_millisecs", "50\n");
-    write_ksm_file(t, "smart_scan", "0\n");
 
     const char *const args1[] = { state_arg, NULL };
     GPid tune1 = spawn_tune(t, NULL, out1, args1);
@@ -1198,12 +1197,10 @@ static void test_tune_takeover(Tree *t, gconstpointer data)
     g_assert_cmpint(g_ascii_strtoll(fast, NULL, 10), >, 1000);
     g_autofree char *run = read_ksm_file(t, "run");
     g_assert_cmpstr(run, ==, "1");
-    g_autofree char *smart = read_ksm_file(t, "smart_scan");
-    g_assert_cmpstr(smart, ==, "1");   /* the steady phase's slow scans skip more */
     g_assert_true(g_file_get_contents(state, &record, NULL, NULL));
     g_assert_nonnull(strstr(record, "state=running\nphase=converge\n"));
     g_assert_nonnull(strstr(record, "found.pages_to_scan=300\nfound.sleep_millisecs=50\n"
-                                    "found.run=0\nfound.advisor_mode=0\nfound.smart_scan=0\n"));
+                                    "found.run=0\nfound.advisor_mode=0\n"));
     struct stat st;
     g_assert_cmpint(stat(state, &st), ==, 0);
     g_assert_cmpint(st.st_mode & 07777, ==, 0600);
@@ -1227,7 +1224,6 @@ static void test_tune_takeover(Tree *t, gconstpointer data)
     g_assert_nonnull(strstr(reason, dead));
     g_assert_nonnull(strstr(reason, "converge phase"));
     g_assert_nonnull(strstr(reason, "pages_to_scan=300 sleep_millisecs=50 run=0"));
-    g_assert_nonnull(strstr(reason, "smart_scan=0"));
     g_clear_pointer(&record, g_free);
     g_assert_true(g_file_get_contents(state, &record, NULL, NULL));
     g_autofree char *mine = g_strdup_printf("pid=%d\nstate=running\n", tune2);
@@ -1265,8 +1261,6 @@ static void test_tune_takeover(Tree *t, gconstpointer data)
     g_assert_cmpstr(pages, ==, "300");
     g_assert_cmpstr(sleep_ms, ==, "50");
     g_assert_cmpstr(run_after, ==, "0");
-    g_autofree char *smart_after = read_ksm_file(t, "smart_scan");
-    g_assert_cmpstr(smart_after, ==, "0");
     g_clear_pointer(&record, g_free);
     g_assert_true(g_file_get_contents(state, &record, NULL, NULL));
     g_assert_nonnull(strstr(record, "state=stopped\n"));
