@@ -46,7 +46,8 @@ import signal
 import threading
 import time
 
-from common import ENV, MiB, PAGE, BenchError, PeerAbsent, fmt, ksm_clean, load_note, log, table
+from common import ENV, MiB, PAGE, BenchError, PeerAbsent, fmt, ksm_clean, ksm_stats, ksm_value, \
+    load_note, log, table
 from convergence import census_bound, generic_disturbance
 from guest import Guest
 from policies import Advisor, KernelDefaults, Ksmtuned, Samepage
@@ -182,6 +183,8 @@ def census(guests, t0):
 def run_policy(policy, setup, o):
     ksm_clean()
     note = load_note()
+    # Left as the host has it, the same for every policy (see README: Smart scan).
+    smart = ksm_value(ksm_stats(), 'smart_scan')
     sampler = TimelineSampler(o.sample_ms)
     watches = {}
     running = []
@@ -236,7 +239,7 @@ def run_policy(policy, setup, o):
     res = {'policy': policy.name, 'label': policy.label, 'settings': policy.settings,
            'measured': time.strftime('%Y-%m-%d %H:%M:%S'), 'load': note,
            'load_after': load_note(), 'disturbed': disturbed, 'guests': guests,
-           'censuses': censuses, 'duration': t_end - t0}
+           'censuses': censuses, 'duration': t_end - t0, 'smart_scan': smart}
     res['samples'] = [{'t': round(s['t'] - t0, 3), 'saved_pages': s.get('saved_pages'),
                        'ksmd_cpu_s': s.get('ksmd_cpu_s'), 'pages_to_scan': s.get('pages_to_scan'),
                        'sleep_millisecs': s.get('sleep_millisecs'),
@@ -460,8 +463,8 @@ def render(res):
             continue
         cs = '; '.join(f"{c['t']:.0f} s {len(c['guests'])} guests {c['bound_pages'] * PAGE / MiB:.0f}"
                        f"/{c['pages'] * PAGE / MiB:.0f} MiB" for c in r['censuses'])
-        notes.append(f"{r['label']}: measured {r['measured']} ({r['load']}); census bound/RAM "
-                     f"scanned: {cs}")
+        notes.append(f"{r['label']}: measured {r['measured']} ({r['load']}, smart_scan "
+                     f"{r.get('smart_scan')}); census bound/RAM scanned: {cs}")
         churn = next((g for g in r['guests'] if g['churn_from'] is not None), None)
         pts, spts, ssl = r.get('pages_to_scan'), r.get('steady_pages_to_scan'), r.get('steady_sleep_ms')
         notes.append(f"  pages_to_scan {pts[0]}-{pts[1]} in all; steady: pages_to_scan "

@@ -240,9 +240,11 @@ gboolean ksm_tune_step(KsmTuneState *s, const KsmTuneParams *p, const KsmTuneObs
         next = CLAMP(next, cur * 0.5, cur * 4.0);   /* no wild swings on one reading */
         KsmTuneState trial = *s;
         set_rate(&trial, p, next);
-        /* Ignore changes under 10%: the readings are that noisy. */
+        /* Ignore changes under 10% (25% once steady: a step sees only a
+         * few batches of a slow scan, so its reading is coarser still). */
+        double band = s->phase == KSM_TUNE_CONVERGE ? 0.1 : 0.25;
         double change = knob_rate(trial.pages_to_scan, trial.sleep_ms) - cur;
-        if (change > 0.1 * cur || change < -0.1 * cur) {
+        if (change > band * cur || change < -band * cur) {
             g_snprintf(s->reason, sizeof(s->reason), "%s: %s (%.0f pages/s, want %.0f)",
                        ksm_tune_phase_name(s->phase), why, rate, want);
             s->pages_to_scan = trial.pages_to_scan;
