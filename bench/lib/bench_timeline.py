@@ -27,8 +27,9 @@ Measured, per policy:
                read: sharing that is not KSM's and that merging cannot add to)
   t95 after a start
                from a guest's start to the first sample where saved reaches
-               95% of the bound measured at the end of its segment (just
-               before the next event): the achievable with that guest in
+               95% of the bound of its segment (the census just before the
+               next event: the achievable with that guest in), or of the
+               bound in force if that fell lower (a guest stopped since)
   ksmd CPU-s   ksmd's utime + stime over the whole run
   steady CPU%  ksmd's share of one CPU over the steady window
   efficiency   saved MiB-hours (saved integrated over the run) per ksmd
@@ -259,18 +260,30 @@ def metrics(res, setup):
     end = setup['end_s']
     starts = [t for t, kind, _ in events_of(setup) if kind == 'start']
     cuts = [t for t, _, _ in events_of(setup)][1:] + [end]
+    # The bound in force at each time: the census taken at the end of that
+    # segment (just before the next event, or at the end).
+    bounds = []
+    for cut in cuts:
+        c = next((c for c in res['censuses'] if c['t'] >= cut - 1), None)
+        bounds.append((cut, c['bound_pages'] if c else None))
+
+    def bound_at(t):
+        return next((b for cut, b in bounds if t < cut), bounds[-1][1])
+
     t95 = []
     for i, t_start in enumerate(starts):
-        # The census just before the next event: the achievable with this guest in.
-        c = next((c for c in res['censuses'] if c['t'] >= cuts[i] - 1), None)
-        bound = c['bound_pages'] if c else None
+        # From the guest's start until the saving reaches 95% of the
+        # achievable with it in (its own segment's bound), even if that is
+        # after the next event; if a guest stopped meanwhile and the bound in
+        # force fell below it, of that lower bound.
+        own = bound_at(t_start)
         hit = None
-        if bound:
-            for s in samples:
-                if s['t'] >= t_start and s['saved_pages'] >= 0.95 * bound:
-                    hit = s['t'] - t_start
-                    break
-        t95.append({'guest': f'g{i + 1}', 'bound_pages': bound, 't95': hit,
+        for s in samples:
+            b = min(own or 0, bound_at(s['t']) or 0)
+            if s['t'] >= t_start and b and s['saved_pages'] >= 0.95 * b:
+                hit = s['t'] - t_start
+                break
+        t95.append({'guest': f'g{i + 1}', 'bound_pages': own, 't95': hit,
                     'followed': end - t_start})
     res['t95'] = t95
     cpu0 = value_at(samples, 'ksmd_cpu_s', 0.0)
@@ -349,6 +362,8 @@ def load_results(o, setup):
             log(f'timeline: ignoring {path}: {e}')
             continue
         if r.get('setup') == setup and r.get('policy'):
+            if r.get('samples'):
+                metrics(r, setup)   # this version's definitions, also for older results
             out[r['policy']] = r
     order = ['defaults', 'ksmtuned', 'advisor', 'samepage']
     return [out[k] for k in order if k in out]
@@ -489,7 +504,8 @@ def render(res):
         f"{last['final_bound_mib']:.0f} MiB = {last['bound_fraction'] * 100:.1f}% of the running "
         "guests' RAM (freeable minus what is already on the zero page)"] if last else []) + [
         't95 gN: seconds from gN\'s start until the saving inside the guests reaches 95% of the '
-        'census bound taken at the end of its segment; >N: not within the N s followed',
+        'census bound of its segment (taken just before the next event), or of the bound in force '
+        'if a stop made that lower; >N: not within the N s followed',
         'saved/bound: MiB at the end; CPU-s: ksmd over the run; steady CPU%: ksmd over the '
         'steady window; MiB-h: saved integrated over the run; efficiency: MiB-h per ksmd CPU-s; '
         'boot s: each guest from start to its services answering'] + notes
