@@ -120,6 +120,7 @@ static void enter(KsmTuneState *s, const KsmTuneParams *p, const KsmTuneObservat
                   KsmTunePhase phase, const char *why)
 {
     s->phase = phase;
+    s->phase_start = o->time_s;
     s->scans_in_phase = 0;
     s->steady_scans_idle = 0;
     s->mergeable_ref = o->mergeable_pages;
@@ -162,7 +163,13 @@ gboolean ksm_tune_step(KsmTuneState *s, const KsmTuneParams *p, const KsmTuneObs
         s->scan_start_scanned = o->pages_scanned;
         s->scan_start_sharing = o->pages_sharing;
         double limit = MAX(p->converged_gain * (double)MAX(o->pages_sharing, 0), 64.0);
-        if (s->phase == KSM_TUNE_CONVERGE && s->scans_in_phase >= 3 && gain < limit) {
+        /* Three full scans, and the time three take at the converge rate:
+         * with little registered (a guest just started) ksmd completes
+         * "full scans" of almost nothing within a second, before the
+         * guest's memory is there to merge. */
+        gboolean long_enough = o->time_s - s->phase_start >= 3.0 * p->fast_scan_ms / 1000.0;
+        if (s->phase == KSM_TUNE_CONVERGE && s->scans_in_phase >= 3 && long_enough &&
+            gain < limit) {
             char why[96];
             g_snprintf(why, sizeof(why), "converged (the last full scan added %" G_GINT64_FORMAT
                        " pages_sharing)", gain);
@@ -190,7 +197,8 @@ gboolean ksm_tune_step(KsmTuneState *s, const KsmTuneParams *p, const KsmTuneObs
     if (!s->reason[0] && o->mergeable_pages && o->mergeable_pages < s->mergeable_ref) {
         s->mergeable_ref = o->mergeable_pages;
     }
-    if (!s->reason[0] && s->kick) {
+    if (s->kick) {
+        /* Before anything else this step decided: a guest started. */
         enter(s, p, o, KSM_TUNE_CONVERGE, "asked to (a guest started)");
     } else if (!s->reason[0] && s->mergeable_ref && o->mergeable_pages >
                (guint64)((double)s->mergeable_ref * (1.0 + p->grow_ratio))) {
@@ -238,6 +246,13 @@ gboolean ksm_tune_step(KsmTuneState *s, const KsmTuneParams *p, const KsmTuneObs
             }
         }
         next = CLAMP(next, cur * 0.5, cur * 4.0);   /* no wild swings on one reading */
+        /* ksmd far behind even at 8x the open-loop rate is held back by
+         * something else (starved of CPU, waiting on a busy guest's locks):
+         * a bigger batch would only come as one burst when it runs again. */
+        double ceiling = 8.0 * open_loop(scan_pages(s, o), scan_ms);
+        if (next > cur && next > ceiling) {
+            next = MAX(cur, ceiling);
+        }
         KsmTuneState trial = *s;
         set_rate(&trial, p, next);
         /* Ignore changes under 10% (25% once steady: a step sees only a

@@ -22,7 +22,8 @@
  *             computed, not found by trial; then corrected every step from
  *             the scan rate ksmd actually achieved (pages_scanned), and never
  *             above max_cpu percent of one CPU (ksmd's own CPU time).
- *   steady    once a full scan (the third or later) adds less than
+ *   steady    once a full scan (the third or later, and at least 3 x
+ *             fast_scan_ms into the phase) adds less than
  *             converged_gain of pages_sharing: aim a full scan at
  *             slow_scan_ms, at most idle_cpu percent of a CPU; every
  *             further full scan that adds under converged_gain doubles
@@ -101,6 +102,7 @@ typedef struct {
     guint64 scan_size;          /* pages in the last complete full scan (0: none yet) */
     guint64 mergeable_ref;      /* mergeable pages when the phase was chosen, or
                                    the lowest since */
+    double phase_start;         /* time_s when the phase was entered */
     gint64 scans_in_phase;      /* full scans completed in this phase */
     gint64 steady_scans_idle;   /* steady full scans in a row that added nothing */
     gint64 scan_start_scanned;  /* pages_scanned when the current full scan began */
