@@ -164,6 +164,7 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
     KsmTuneParams params;
     ksm_tune_params_init(&params);
     double interval = 1.0, fast = params.fast_scan_ms / 1000.0, slow = params.slow_scan_ms / 1000.0;
+    double idle = -1;   /* --idle-scan's default: 1200 s, or --slow-scan if longer */
     double duration = 0, mergeable_every = 5.0;
     gint max_cpu = (gint)params.max_cpu, idle_cpu = (gint)params.idle_cpu;
     gint sleep_ms = (gint)params.sleep_ms;
@@ -175,7 +176,10 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
         { "fast-scan", 0, 0, G_OPTION_ARG_DOUBLE, &fast,
           "Seconds for a full scan while converging (3)", "SECS" },
         { "slow-scan", 0, 0, G_OPTION_ARG_DOUBLE, &slow,
-          "Seconds for a full scan once converged (120)", "SECS" },
+          "Seconds for a full scan once converged (300)", "SECS" },
+        { "idle-scan", 0, 0, G_OPTION_ARG_DOUBLE, &idle,
+          "Seconds for a full scan after converged scans that found nothing: the "
+          "longest (1200)", "SECS" },
         { "max-cpu", 0, 0, G_OPTION_ARG_INT, &max_cpu,
           "ksmd CPU cap while converging, % of one CPU (70, as the kernel advisor)", "PCT" },
         { "idle-cpu", 0, 0, G_OPTION_ARG_INT, &idle_cpu,
@@ -203,10 +207,14 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
         "takes --fast-scan seconds (computed from the memory registered with KSM,\n"
         "then corrected from the rate ksmd achieves), never above --max-cpu % of\n"
         "a CPU.  Once a full scan adds under 1% to pages_sharing, a full scan takes\n"
-        "--slow-scan seconds, under --idle-cpu %.  Registered memory growing by 5%,\n"
-        "a steady scan that still merges, KSM reset by run=2, or SIGUSR1 (a guest\n"
-        "started) converge again.  The kernel's scan-time advisor is turned off:\n"
-        "it owns pages_to_scan.  Runs in the foreground, one line per change;\n"
+        "--slow-scan seconds, under --idle-cpu %, and each further scan that adds\n"
+        "under 1% doubles that, up to --idle-scan seconds; below the kernel\n"
+        "default's rate ksmd sleeps longer between batches of 100 pages (up to\n"
+        "1 s).  Registered memory growing by 5%, a steady scan that still merges,\n"
+        "KSM reset by run=2, or SIGUSR1 (a guest started) converge again at once.\n"
+        "The kernel's scan-time advisor is turned off: it owns pages_to_scan;\n"
+        "smart_scan is left as it is.  Runs in the foreground, one line per\n"
+        "change;\n"
         "SIGTERM/SIGINT end it and leave the knobs as they are (with\n"
         "--restore-on-exit: put back pages_to_scan, sleep_millisecs, run and\n"
         "advisor_mode as the tune found them).  Only one tune runs at a time; it\n"
@@ -221,14 +229,20 @@ int cli_cmd_tune(CliGlobal *global, int argc, char **argv)
     if (argc > 1) {
         return cli_fail(CLI_EXIT_USAGE, "tune takes no arguments, got '%s'", argv[1]);
     }
-    if (!(fast > 0 && slow >= fast && interval > 0 && mergeable_every >= 0 && duration >= 0 &&
+    if (idle < 0) {
+        idle = MAX(params.idle_scan_ms / 1000.0, slow);
+    }
+    if (!(fast > 0 && slow >= fast && idle >= slow && idle <= 86400 && interval > 0 &&
+          mergeable_every >= 0 && duration >= 0 &&
           max_cpu > 0 && max_cpu <= 100 && idle_cpu > 0 && idle_cpu <= 100 && sleep_ms >= 0)) {
         return cli_fail(CLI_EXIT_USAGE,
-                           "need 0 < --fast-scan <= --slow-scan, CPU caps in 1..100, "
+                           "need 0 < --fast-scan <= --slow-scan <= --idle-scan <= 86400, "
+                           "CPU caps in 1..100, "
                            "--interval > 0");
     }
     params.fast_scan_ms = (guint)(fast * 1000);
     params.slow_scan_ms = (guint)(slow * 1000);
+    params.idle_scan_ms = (guint)(idle * 1000);
     params.max_cpu = (guint)max_cpu;
     params.idle_cpu = (guint)idle_cpu;
     params.sleep_ms = (guint)sleep_ms;

@@ -40,6 +40,7 @@ class Env:
     qemu_version = None
     kernel = None
     initrd = None
+    debian = None       # scripts/make-guest --image debian --print: kernel, initrd, disk, append
     out = None
     smoke = False
     cache = os.environ.get('SAMEPAGE_CACHE', '/var/cache/samepage')

@@ -1,6 +1,7 @@
-"""The project's test guest (scripts/make-guest) on the built QEMU, driven
-without QEMU's python package: a serial socket read by a thread that
-timestamps the console markers, and a QMP socket (bench/lib/qmp.py)."""
+"""The project's test guests (scripts/make-guest: the busybox one, or with
+image='debian' the real Debian 12 system) on the built QEMU, driven without
+QEMU's python package: a serial socket read by a thread that timestamps the
+console markers, and a QMP socket (bench/lib/qmp.py)."""
 import shutil
 import socket
 import subprocess
@@ -17,8 +18,11 @@ class Guest:
     with kernel=False, a QEMU with only its memory backends (qtest accel)."""
 
     def __init__(self, name, mem_mib, backend='memory-backend-ksm', workload='idle', mib=0,
-                 seed=1, boot=True, backend_opts='', extra=(), seed2=0, share=100):
+                 seed=1, boot=True, backend_opts='', extra=(), seed2=0, share=100,
+                 image='busybox'):
         self.name = name
+        self.image = image
+        self.http_port = free_port() if image == 'debian' else None
         self.mem_mib = mem_mib
         self.backend = backend
         self.workload = workload
@@ -52,7 +56,20 @@ class Guest:
              '-qmp', f'unix:{self.dir}/qmp.sock,server=on,wait=off',
              # A second monitor, for measuring round trips while the first waits on a job.
              '-qmp', f'unix:{self.dir}/qmp2.sock,server=on,wait=off']
-        if self.boot:
+        if self.boot and self.image == 'debian':
+            # scripts/make-guest --image debian: its own kernel and initramfs,
+            # the shared disk image with a per-guest overlay (snapshot=on), its
+            # nginx forwarded to a loopback port of the host.
+            d = ENV.debian
+            a += ['-machine', 'pc,memory-backend=m0', '-accel', 'tcg',
+                  '-chardev', f'socket,id=ser0,path={self.dir}/serial.sock,server=on,wait=on',
+                  '-serial', 'chardev:ser0',
+                  '-kernel', d['kernel'], '-initrd', d['initrd'], '-append', d['append'],
+                  '-drive', f'file={d["disk"]},format=raw,if=virtio,snapshot=on',
+                  '-netdev', f'user,id=n0,hostfwd=tcp:127.0.0.1:{self.http_port}-:80',
+                  '-device', 'virtio-net-pci,netdev=n0,romfile=',
+                  '-device', 'virtio-rng-pci']
+        elif self.boot:
             append = (f'console=ttyS0 quiet panic=-1 samepage.workload={self.workload} '
                       f'samepage.mib={self.fill_mib} samepage.seed={self.seed}')
             if self.share != 100:
@@ -112,6 +129,10 @@ class Guest:
                 if time.monotonic() > deadline:
                     raise BenchError(f'{self.name}: no serial socket: {self.log_tail()}')
                 time.sleep(0.01)
+
+    def send(self, text):
+        """Type text on the serial console (the Debian guest's is a root shell)."""
+        self._sock.sendall(text.encode())
 
     def second_qmp(self):
         """A new connection to the second monitor (the caller closes it)."""
@@ -243,6 +264,13 @@ class Guest:
             if b['id'] == bid:
                 return b
         raise BenchError(f'{self.name}: backend {bid} not in query-ksm-stats')
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now (for hostfwd)."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 def start_all(guests, timeout=300):

@@ -255,8 +255,12 @@ class Samepage(Policy):
     def disturbed(self, s, since_start):
         if since_start < 2:
             return None
-        if s.get('advisor_mode') not in (None, 0) or s.get('sleep_millisecs') != 20:
-            return (f"knobs not samepage tune's: sleep_millisecs={s.get('sleep_millisecs')} "
+        if self.proc and self.proc.poll() is not None:
+            return f'samepage tune exited {self.proc.returncode}'
+        # Its sleep_millisecs is 20 while converging and 20..1000 once steady.
+        sleep = s.get('sleep_millisecs')
+        if s.get('advisor_mode') not in (None, 0) or sleep is None or not 20 <= sleep <= 1000:
+            return (f"knobs not samepage tune's: sleep_millisecs={sleep} "
                     f"advisor_mode={s.get('advisor_mode')}")
         return None
 

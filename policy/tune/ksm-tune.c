@@ -17,10 +17,12 @@ void ksm_tune_params_init(KsmTuneParams *p)
 {
     memset(p, 0, sizeof(*p));
     p->fast_scan_ms = 3000;
-    p->slow_scan_ms = 120000;
+    p->slow_scan_ms = 300000;
+    p->idle_scan_ms = 1200000;
     p->max_cpu = 70;          /* the kernel advisor's default cap */
     p->idle_cpu = 10;
     p->sleep_ms = 20;         /* the kernel default */
+    p->max_sleep_ms = 1000;
     p->min_pages = 100;       /* the kernel default */
     p->max_pages = 100000;
     p->converged_gain = 0.01;
@@ -62,24 +64,69 @@ static guint64 scan_pages(const KsmTuneState *s, const KsmTuneObservation *o)
     return MAX(s->scan_size, o->mergeable_pages);
 }
 
-/* pages_to_scan for a full scan of `pages` in scan_ms, at sleep_ms between
- * batches, ignoring the batches' own time (the feedback corrects for it). */
-static double open_loop(const KsmTuneParams *p, guint64 pages, guint scan_ms)
+/* The scan rate (pages/s) of a full scan of `pages` in scan_ms, ignoring the
+ * batches' own time (the feedback corrects for it). */
+static double open_loop(guint64 pages, guint scan_ms)
 {
-    double batches = (double)scan_ms / MAX(p->sleep_ms, 1);
-    return (double)pages / MAX(batches, 1.0);
+    return (double)pages / MAX((double)scan_ms / 1000.0, 0.001);
+}
+
+/* The nominal rate of the knobs: pages_to_scan every sleep_ms. */
+static double knob_rate(guint64 pages_to_scan, guint sleep_ms)
+{
+    return (double)pages_to_scan * 1000.0 / MAX(sleep_ms, 1);
+}
+
+/* The steady full-scan time: slow_scan_ms, doubled by every full scan that
+ * added nothing since (steady_scans_idle), up to idle_scan_ms. */
+static guint steady_scan_ms(const KsmTuneState *s, const KsmTuneParams *p)
+{
+    double ms = p->slow_scan_ms;
+    for (gint64 i = 0; i < s->steady_scans_idle && ms < p->idle_scan_ms; i++) {
+        ms *= 2;
+    }
+    return (guint)MIN(ms, (double)MAX(p->idle_scan_ms, p->slow_scan_ms));
+}
+
+static guint phase_scan_ms(const KsmTuneState *s, const KsmTuneParams *p)
+{
+    return s->phase == KSM_TUNE_CONVERGE ? p->fast_scan_ms : steady_scan_ms(s, p);
+}
+
+/*
+ * Knobs for a nominal rate in pages/s.  At sleep_ms (the kernel default
+ * 20 ms) the batch is sized for the rate, never under min_pages (the kernel
+ * default 100).  While converging that is the floor: the kernel default's
+ * rate.  Once steady, a rate under it is had by sleeping longer between
+ * batches of min_pages (up to max_sleep_ms), not by smaller batches: each
+ * wake-up of ksmd costs the same whatever the batch, so fewer, full ones are
+ * the cheap way to scan slowly.
+ */
+static void set_rate(KsmTuneState *s, const KsmTuneParams *p, double rate)
+{
+    guint sleep_ms = MAX(p->sleep_ms, 1);
+    double pages = rate * sleep_ms / 1000.0;
+    if (s->phase == KSM_TUNE_STEADY && pages < (double)p->min_pages && rate > 0 &&
+        p->max_sleep_ms > sleep_ms) {
+        double ms = (double)p->min_pages * 1000.0 / rate;
+        sleep_ms = (guint)CLAMP(ms + 0.5, (double)sleep_ms, (double)p->max_sleep_ms);
+        pages = (double)p->min_pages;
+    }
+    s->pages_to_scan = clamp_pages(p, pages);
+    s->sleep_ms = sleep_ms;
 }
 
 static void enter(KsmTuneState *s, const KsmTuneParams *p, const KsmTuneObservation *o,
                   KsmTunePhase phase, const char *why)
 {
     s->phase = phase;
+    s->phase_start = o->time_s;
     s->scans_in_phase = 0;
+    s->steady_scans_idle = 0;
     s->mergeable_ref = o->mergeable_pages;
-    guint scan_ms = phase == KSM_TUNE_CONVERGE ? p->fast_scan_ms : p->slow_scan_ms;
+    guint scan_ms = phase_scan_ms(s, p);
     guint64 pages = scan_pages(s, o);
-    s->pages_to_scan = clamp_pages(p, open_loop(p, pages, scan_ms));
-    s->sleep_ms = p->sleep_ms;
+    set_rate(s, p, open_loop(pages, scan_ms));
     g_snprintf(s->reason, sizeof(s->reason), "%s: %s; a full scan of %" G_GUINT64_FORMAT
                " pages in %.1f s", ksm_tune_phase_name(phase), why, pages, scan_ms / 1000.0);
 }
@@ -116,7 +163,13 @@ gboolean ksm_tune_step(KsmTuneState *s, const KsmTuneParams *p, const KsmTuneObs
         s->scan_start_scanned = o->pages_scanned;
         s->scan_start_sharing = o->pages_sharing;
         double limit = MAX(p->converged_gain * (double)MAX(o->pages_sharing, 0), 64.0);
-        if (s->phase == KSM_TUNE_CONVERGE && s->scans_in_phase >= 3 && gain < limit) {
+        /* Three full scans, and the time three take at the converge rate:
+         * with little registered (a guest just started) ksmd completes
+         * "full scans" of almost nothing within a second, before the
+         * guest's memory is there to merge. */
+        gboolean long_enough = o->time_s - s->phase_start >= 3.0 * p->fast_scan_ms / 1000.0;
+        if (s->phase == KSM_TUNE_CONVERGE && s->scans_in_phase >= 3 && long_enough &&
+            gain < limit) {
             char why[96];
             g_snprintf(why, sizeof(why), "converged (the last full scan added %" G_GINT64_FORMAT
                        " pages_sharing)", gain);
@@ -126,9 +179,26 @@ gboolean ksm_tune_step(KsmTuneState *s, const KsmTuneParams *p, const KsmTuneObs
             g_snprintf(why, sizeof(why), "a full scan still added %" G_GINT64_FORMAT
                        " pages_sharing", gain);
             enter(s, p, o, KSM_TUNE_CONVERGE, why);
+        } else if (s->phase == KSM_TUNE_STEADY && steady_scan_ms(s, p) < p->idle_scan_ms) {
+            /* Another full scan that found next to nothing: scan half as
+             * fast (down to idle_scan_ms a scan; the events below bring
+             * the fast phase back at once). */
+            s->steady_scans_idle++;
+            guint scan_ms = steady_scan_ms(s, p);
+            guint64 pages = scan_pages(s, o);
+            set_rate(s, p, open_loop(pages, scan_ms));
+            g_snprintf(s->reason, sizeof(s->reason), "steady: the last full scan added %"
+                       G_GINT64_FORMAT " pages_sharing: a full scan of %" G_GUINT64_FORMAT
+                       " pages in %.1f s", gain, pages, scan_ms / 1000.0);
         }
     }
-    if (!s->reason[0] && s->kick) {
+    /* Memory that went away (a guest stopped) lowers the reference, so that
+     * the next guest to start is seen growing from there. */
+    if (!s->reason[0] && o->mergeable_pages && o->mergeable_pages < s->mergeable_ref) {
+        s->mergeable_ref = o->mergeable_pages;
+    }
+    if (s->kick) {
+        /* Before anything else this step decided: a guest started. */
         enter(s, p, o, KSM_TUNE_CONVERGE, "asked to (a guest started)");
     } else if (!s->reason[0] && s->mergeable_ref && o->mergeable_pages >
                (guint64)((double)s->mergeable_ref * (1.0 + p->grow_ratio))) {
@@ -151,17 +221,18 @@ gboolean ksm_tune_step(KsmTuneState *s, const KsmTuneParams *p, const KsmTuneObs
     }
     s->kick = FALSE;
 
-    /* Closed loop: correct pages_to_scan from what ksmd achieved in the last
-     * step, when our setting was in force for all of it. */
+    /* Closed loop: correct the scan rate from what ksmd achieved in the last
+     * step, when our knobs were in force for all of it. */
     if (!s->reason[0] && dt > 0.2 && o->run == 1 && prev->run == 1 &&
         prev->pages_to_scan == (gint64)s->pages_to_scan &&
-        o->pages_to_scan == (gint64)s->pages_to_scan && o->pages_scanned >= 0 &&
-        prev->pages_scanned >= 0) {
-        guint scan_ms = s->phase == KSM_TUNE_CONVERGE ? p->fast_scan_ms : p->slow_scan_ms;
+        o->pages_to_scan == (gint64)s->pages_to_scan &&
+        prev->sleep_millisecs == (gint64)s->sleep_ms && o->sleep_millisecs == (gint64)s->sleep_ms &&
+        o->pages_scanned >= 0 && prev->pages_scanned >= 0) {
+        guint scan_ms = phase_scan_ms(s, p);
         guint cap = s->phase == KSM_TUNE_CONVERGE ? p->max_cpu : p->idle_cpu;
         double rate = (double)(o->pages_scanned - prev->pages_scanned) / dt;
         double want = (double)scan_pages(s, o) / (scan_ms / 1000.0);
-        double cur = (double)s->pages_to_scan;
+        double cur = knob_rate(s->pages_to_scan, s->sleep_ms);
         double next = cur;
         if (rate > 0) {
             next = cur * want / rate;
@@ -175,13 +246,24 @@ gboolean ksm_tune_step(KsmTuneState *s, const KsmTuneParams *p, const KsmTuneObs
             }
         }
         next = CLAMP(next, cur * 0.5, cur * 4.0);   /* no wild swings on one reading */
-        guint64 n = clamp_pages(p, next);
-        /* Ignore changes under 10%: the readings are that noisy. */
-        double change = (double)n - cur;
-        if (change > 0.1 * cur || change < -0.1 * cur) {
+        /* ksmd far behind even at 8x the open-loop rate is held back by
+         * something else (starved of CPU, waiting on a busy guest's locks):
+         * a bigger batch would only come as one burst when it runs again. */
+        double ceiling = 8.0 * open_loop(scan_pages(s, o), scan_ms);
+        if (next > cur && next > ceiling) {
+            next = MAX(cur, ceiling);
+        }
+        KsmTuneState trial = *s;
+        set_rate(&trial, p, next);
+        /* Ignore changes under 10% (25% once steady: a step sees only a
+         * few batches of a slow scan, so its reading is coarser still). */
+        double band = s->phase == KSM_TUNE_CONVERGE ? 0.1 : 0.25;
+        double change = knob_rate(trial.pages_to_scan, trial.sleep_ms) - cur;
+        if (change > band * cur || change < -band * cur) {
             g_snprintf(s->reason, sizeof(s->reason), "%s: %s (%.0f pages/s, want %.0f)",
                        ksm_tune_phase_name(s->phase), why, rate, want);
-            s->pages_to_scan = n;
+            s->pages_to_scan = trial.pages_to_scan;
+            s->sleep_ms = trial.sleep_ms;
         }
     }
     s->prev = *o;

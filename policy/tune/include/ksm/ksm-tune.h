@@ -22,13 +22,22 @@
  *             computed, not found by trial; then corrected every step from
  *             the scan rate ksmd actually achieved (pages_scanned), and never
  *             above max_cpu percent of one CPU (ksmd's own CPU time).
- *   steady    once a full scan (the third or later) adds less than
+ *   steady    once a full scan (the third or later, and at least 3 x
+ *             fast_scan_ms into the phase) adds less than
  *             converged_gain of pages_sharing: aim a full scan at
- *             slow_scan_ms, at most idle_cpu percent of a CPU.
- * Back to converge when the mergeable memory grows by grow_ratio (a guest
- * started), when a steady full scan still gains, or when KSM was reset
- * (run=2 by someone: full_scans went down), or when asked (SIGUSR1 to
- * `samepage tune`, as a hook does when a guest starts).
+ *             slow_scan_ms, at most idle_cpu percent of a CPU; every
+ *             further full scan that adds under converged_gain doubles
+ *             that, up to idle_scan_ms.  Below the kernel default's rate
+ *             (min_pages every sleep_ms) ksmd sleeps longer between
+ *             batches of min_pages (up to max_sleep_ms): once converged
+ *             the policy costs less than the kernel defaults, which scan
+ *             everything again every few tens of seconds for nothing.
+ * Back to converge when the mergeable memory grows by grow_ratio from its
+ * lowest point in the phase (a guest started, a guest's memory grew), when
+ * a steady full scan still gains, when KSM was reset (run=2 by someone:
+ * full_scans went down), or when asked (SIGUSR1 to `samepage tune`, as the
+ * hook does when a guest starts): new sharing is found at the fast rate,
+ * not at the steady one.
  *
  * The decision is a pure function of observations (ksm_tune_step), so it is
  * unit-tested without a kernel; ksm_tune_observe reads them through libksm.
@@ -44,10 +53,13 @@ G_BEGIN_DECLS
 
 typedef struct {
     guint fast_scan_ms;       /* full-scan time while converging (3000) */
-    guint slow_scan_ms;       /* full-scan time once converged (120000) */
+    guint slow_scan_ms;       /* full-scan time once converged (300000) */
+    guint idle_scan_ms;       /* ... after full scans that found nothing: the
+                                 longest (1200000) */
     guint max_cpu;            /* ksmd CPU cap while converging, % of one CPU (70) */
     guint idle_cpu;           /* ... once converged (10) */
     guint sleep_ms;           /* sleep_millisecs written (20, the kernel default) */
+    guint max_sleep_ms;       /* the longest sleep_millisecs once steady (1000) */
     guint64 min_pages;        /* pages_to_scan bounds (100, the kernel default) */
     guint64 max_pages;        /* (100000) */
     double converged_gain;    /* a full scan adding less than this fraction of
@@ -88,8 +100,11 @@ typedef struct {
     gboolean started;
     KsmTuneObservation prev;
     guint64 scan_size;          /* pages in the last complete full scan (0: none yet) */
-    guint64 mergeable_ref;      /* mergeable pages when the phase was chosen */
+    guint64 mergeable_ref;      /* mergeable pages when the phase was chosen, or
+                                   the lowest since */
+    double phase_start;         /* time_s when the phase was entered */
     gint64 scans_in_phase;      /* full scans completed in this phase */
+    gint64 steady_scans_idle;   /* steady full scans in a row that added nothing */
     gint64 scan_start_scanned;  /* pages_scanned when the current full scan began */
     gint64 scan_start_sharing;  /* pages_sharing then */
     gboolean kick;              /* converge again at the next step */
