@@ -268,6 +268,9 @@ int cli_guest_unmerge(CliQmp *qmp, const KsmContext *ctx, const char *kind,
             end.error = g_strdup(error->message);
         }
     } else {
+        /* A signal that came during an earlier job in this process (the
+         * fuzzer runs thousands) is not one for this job. */
+        interrupted = 0;
         sigemptyset(&sa.sa_mask);
         sigaction(SIGINT, &sa, &old_int);
         sigaction(SIGTERM, &sa, &old_term);

@@ -202,6 +202,7 @@ typedef enum {
     FAKE_ENDLESS,             /* a line that never ends */
     FAKE_TRICKLE,             /* a byte every 50 ms, never a whole reply */
     FAKE_ESCAPES,             /* terminal escapes and a forged line in the error */
+    FAKE_BLANK,               /* a reply line of blanks only (json-glib: no root) */
 } FakeMode;
 
 typedef struct {
@@ -304,6 +305,8 @@ static gpointer fake_qmp_thread(gpointer data)
                 send_line(out, "{\"error\": {\"class\": \"GenericError\", \"desc\": "
                                "\"\\u001b[2J\\u001b]0;pwned\\u0007\\r\\nunmerge of pid 1: done "
                                "\\u009b31m\\u202egnp.exe\"}}");
+            } else if (f->mode == FAKE_BLANK) {
+                send_line(out, " \t ");
             } else if (f->mode == FAKE_NO_COMMAND) {
                 send_line(out, "{\"error\": {\"class\": \"CommandNotFound\", "
                                "\"desc\": \"The command ksm-unmerge has not been found\"}}");
@@ -620,6 +623,7 @@ static void test_pid_hostile(HookFixture *fx, gconstpointer data)
         { FAKE_DEEP, "nested more than", "600" },
         { FAKE_ENDLESS, "longer than", "600" },
         { FAKE_TRICKLE, "in time", "1" },
+        { FAKE_BLANK, "not a QMP message", "600" },
     };
     g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
 
@@ -633,6 +637,9 @@ static void test_pid_hostile(HookFixture *fx, gconstpointer data)
         }
         g_assert_cmpint(r.status, ==, 1);   /* not 139 (SIGSEGV) nor 134 */
         hook_assert_contains(r.err, cases[i].text);
+        /* A library's critical is a bug reached from input, even when the
+         * command goes on (fatal in the fuzzer: SIGTRAP). */
+        g_assert_null(strstr(r.err, "CRITICAL"));
         /* The job timeout (1 s) plus one reply's deadline (10 s), not for ever. */
         g_assert_cmpint(r.elapsed_ms, <, 20000);
         fake_qmp_join(&f);
@@ -677,7 +684,34 @@ static void test_pid_escapes(HookFixture *fx, gconstpointer data)
     }
 }
 
-/* ---- the parser, in-process ---- */
+/* ---- the parsers, in-process ---- */
+
+/*
+ * Lines json-glib parses without an error and without a root node: a QMP
+ * message parser must refuse them, not hand NULL to JSON_NODE_HOLDS_OBJECT
+ * (a GLib critical: fatal here as under the fuzzer, where fuzz-qmp-reply
+ * died of it with SIGTRAP; its input is fuzz/corpus/qmp-reply/regress-blank-line).
+ */
+static void test_message_without_root(void)
+{
+    static const char *const lines[] = {
+        " ", "\t", " \t  ", "\xef\xbb\xbf", "/* a comment */", "// a comment",
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS(lines); i++) {
+        g_autoptr(GError) error = NULL;
+        JsonObject *obj = cli_qmp_parse_message(lines[i], strlen(lines[i]), &error);
+        g_assert_null(obj);
+        g_assert_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_MALFORMED);
+        hook_assert_contains(error->message, "not a QMP message");
+    }
+    /* What does parse still does. */
+    g_autoptr(GError) error = NULL;
+    const char *reply = " {\"return\": {}} ";
+    g_autoptr(JsonObject) ok = cli_qmp_parse_message(reply, strlen(reply), &error);
+    g_assert_no_error(error);
+    g_assert_true(json_object_has_member(ok, "return"));
+}
 
 static char *find(const char *cwd, GError **error, ...)
 {
@@ -761,5 +795,6 @@ int main(int argc, char **argv)
     HOOK_TEST("/samepage-unmerge/pid/hostile-replies", test_pid_hostile);
     HOOK_TEST("/samepage-unmerge/pid/escapes", test_pid_escapes);
     g_test_add_func("/samepage-unmerge/socket-parser", test_socket_parser);
+    g_test_add_func("/samepage-unmerge/message-without-root", test_message_without_root);
     return g_test_run();
 }
