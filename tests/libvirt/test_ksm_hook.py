@@ -953,7 +953,7 @@ while [ ! -e '{release}' ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
         restarted = time.monotonic()
         HOST.start_libvirtd()
         # Seen (libvirt 9.0): the restart runs no hook for b: no reconnect,
-        # stopped or release (is its status XML gone already? logged above).
+        # stopped or release, though its status XML was left (logged above).
         # b's state stays; ksmd and samepage tune run on.
         time.sleep(15)
         self.assertEqual(virsh('domstate', b.name).stdout.strip(), 'shut off')
