@@ -83,8 +83,12 @@ JsonObject *cli_qmp_parse_message(const char *text, gsize len, GError **error)
     }
     g_autoptr(JsonParser) parser = json_parser_new();
     g_autoptr(GError) local = NULL;
-    if (!json_parser_load_from_data(parser, text, (gssize)len, &local) ||
-        !JSON_NODE_HOLDS_OBJECT(json_parser_get_root(parser))) {
+    /* A line of blanks (or a BOM, or a comment) parses without an error and
+     * without a root: NULL, which JSON_NODE_HOLDS_OBJECT must not be given
+     * (a GLib critical, fatal in the tests and the fuzzer). */
+    gboolean parsed = json_parser_load_from_data(parser, text, (gssize)len, &local);
+    JsonNode *root = parsed ? json_parser_get_root(parser) : NULL;
+    if (!root || !JSON_NODE_HOLDS_OBJECT(root)) {
         g_autofree char *head = g_strndup(text, MIN(len, 80));
         g_autofree char *shown = cli_escape_text(head);
         g_set_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_MALFORMED,
@@ -92,7 +96,7 @@ JsonObject *cli_qmp_parse_message(const char *text, gsize len, GError **error)
                     len > 80 ? "..." : "");
         return NULL;
     }
-    return json_object_ref(json_node_get_object(json_parser_get_root(parser)));
+    return json_object_ref(json_node_get_object(root));
 }
 
 const char *cli_qmp_get_string(JsonObject *obj, const char *member)

@@ -12,11 +12,19 @@
  * The command starts a QEMU job; this waits for it by polling query-jobs
  * (the same for a direct socket and libvirt, where events are not ours to
  * receive), then dismisses it.  ^C or the timeout cancels the job.
+ *
+ * QEMU may die during the job (the OOM killer, an operator's kill -9): the
+ * connection closes, and the outcome says that QEMU exited, not only that a
+ * read failed.  Nothing is left to undo then: the job lived in QEMU, the
+ * kernel freed its memory (merged pages included), and this command keeps
+ * no lock or state of its own.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <ksm/ksm-task.h>
 
 #include "unmerge.h"
 
@@ -48,6 +56,27 @@ static gint64 merging_pages(const KsmContext *ctx, pid_t pid)
         v = st.value[KSM_PROC_MERGING_PAGES];
     }
     return v;
+}
+
+/* The QEMU's /proc/PID/stat at the start, to tell later whether it is gone. */
+static gboolean task_at_start(const KsmContext *ctx, pid_t pid, KsmTaskStat *st)
+{
+    return pid > 0 && ksm_task_stat_read(ctx, pid, st, NULL);
+}
+
+/* The process read at the start has ended: no such pid, a zombie (its
+ * parent has not reaped it yet: its memory is already freed), or another
+ * process under the same pid. */
+static gboolean qemu_exited(const KsmContext *ctx, pid_t pid, const KsmTaskStat *start)
+{
+    g_autoptr(GError) error = NULL;
+    KsmTaskStat now;
+
+    if (!ksm_task_stat_read(ctx, pid, &now, &error)) {
+        return g_error_matches(error, KSM_ERROR, KSM_ERROR_NO_PROCESS);
+    }
+    return now.state == 'Z' || now.state == 'X' ||
+           (start->has_start_time && now.has_start_time && now.start_time != start->start_time);
 }
 
 /*
@@ -236,6 +265,8 @@ int cli_guest_unmerge(CliQmp *qmp, const KsmContext *ctx, const char *kind,
     gint64 started = g_get_monotonic_time();
     gint64 before = merging_pages(ctx, pid);
     struct sigaction sa = { .sa_handler = on_signal }, old_int, old_term;
+    KsmTaskStat qemu_task;
+    gboolean know_task = task_at_start(ctx, pid, &qemu_task);
 
     /* Past the job's timeout and the grace for job-cancel, no reply is awaited. */
     qmp->deadline = started + ((gint64)opts->timeout_s * 1000 + 2 * CANCEL_GRACE_MS) * 1000;
@@ -268,12 +299,24 @@ int cli_guest_unmerge(CliQmp *qmp, const KsmContext *ctx, const char *kind,
             end.error = g_strdup(error->message);
         }
     } else {
+        /* A signal that came during an earlier job in this process (the
+         * fuzzer runs thousands) is not one for this job. */
+        interrupted = 0;
         sigemptyset(&sa.sa_mask);
         sigaction(SIGINT, &sa, &old_int);
         sigaction(SIGTERM, &sa, &old_term);
         wait_job(qmp, job_id, opts->timeout_s, &end);
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
+    }
+    if (know_task && strcmp(end.result, "failed") == 0 && qemu_exited(ctx, pid, &qemu_task)) {
+        /* Say what happened first; the transport's view of it after. */
+        char *why = g_strdup_printf("QEMU (pid %d) exited during the job, killed or crashed "
+                                    "(%s); its memory, merged pages included, went with it: "
+                                    "nothing is left to unmerge or to undo", (int)pid,
+                                    end.error ? end.error : "no reply");
+        g_free(end.error);
+        end.error = why;
     }
     /* Lags: the kernel lowers ksm_merging_pages when ksmd next scans this
      * process, not when the pages are broken; reported as read. */

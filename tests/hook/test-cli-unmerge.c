@@ -202,6 +202,11 @@ typedef enum {
     FAKE_ENDLESS,             /* a line that never ends */
     FAKE_TRICKLE,             /* a byte every 50 ms, never a whole reply */
     FAKE_ESCAPES,             /* terminal escapes and a forged line in the error */
+    FAKE_BLANK,               /* a reply line of blanks only (json-glib: no root) */
+    /* QEMU killed during the job (its /proc entry changes, the socket closes): */
+    FAKE_DIES_ZOMBIE,         /* a zombie its parent has not reaped */
+    FAKE_DIES_GONE,           /* reaped: no /proc/PID */
+    FAKE_HANGS_UP,            /* the socket closes, the process lives on */
 } FakeMode;
 
 typedef struct {
@@ -212,7 +217,33 @@ typedef struct {
     GPtrArray *commands;   /* "name" or "name {args}" as received */
     char *unmerge_args;    /* the arguments of ksm-unmerge, as JSON */
     gint64 bytes_sent;     /* FAKE_ENDLESS: how much the client swallowed */
+    char *proc_dir;        /* the fake QEMU's /proc/PID */
 } FakeQmp;
+
+/* The fake QEMU's /proc/PID/stat: its state, and a start time (field 22). */
+static void fake_stat(const char *proc_dir, char state)
+{
+    g_autofree char *path = g_build_filename(proc_dir, "stat", NULL);
+    g_autofree char *text = g_strdup_printf("%s (qemu-system-x86) %c 1 1 1 0 -1 4194560 0 0 0 0 "
+                                            "10 5 0 0 20 0 3 0 12345 0 0\n",
+                                            strrchr(proc_dir, '/') + 1, state);
+    g_assert_true(g_file_set_contents(path, text, -1, NULL));
+}
+
+/* FAKE_DIES_*: what the kernel shows of a QEMU killed by SIGKILL. */
+static void fake_die(FakeQmp *f)
+{
+    if (f->mode == FAKE_DIES_ZOMBIE) {
+        fake_stat(f->proc_dir, 'Z');
+        return;
+    }
+    static const char *const files[] = { "stat", "cmdline", "exe", "status" };
+    for (guint i = 0; i < G_N_ELEMENTS(files); i++) {
+        g_autofree char *path = g_build_filename(f->proc_dir, files[i], NULL);
+        g_unlink(path);
+    }
+    g_rmdir(f->proc_dir);
+}
 
 /* Send until the client hangs up (or 256 MiB: the client never stopped). */
 static void send_endless(FakeQmp *f, GOutputStream *out)
@@ -304,6 +335,8 @@ static gpointer fake_qmp_thread(gpointer data)
                 send_line(out, "{\"error\": {\"class\": \"GenericError\", \"desc\": "
                                "\"\\u001b[2J\\u001b]0;pwned\\u0007\\r\\nunmerge of pid 1: done "
                                "\\u009b31m\\u202egnp.exe\"}}");
+            } else if (f->mode == FAKE_BLANK) {
+                send_line(out, " \t ");
             } else if (f->mode == FAKE_NO_COMMAND) {
                 send_line(out, "{\"error\": {\"class\": \"CommandNotFound\", "
                                "\"desc\": \"The command ksm-unmerge has not been found\"}}");
@@ -325,6 +358,15 @@ static gpointer fake_qmp_thread(gpointer data)
                 "{\"return\": [{\"id\": \"%s\", \"status\": 7, \"current-progress\": "
                 "\"x\", \"total-progress\": [1]}]}", job_id);
             send_line(out, reply);
+        } else if (strcmp(name, "query-jobs") == 0 && polls == 1 &&
+                   (f->mode == FAKE_DIES_ZOMBIE || f->mode == FAKE_DIES_GONE ||
+                    f->mode == FAKE_HANGS_UP)) {
+            /* Killed after one "running" answer: the connection closes
+             * (when this thread returns) without a reply. */
+            if (f->mode != FAKE_HANGS_UP) {
+                fake_die(f);
+            }
+            break;
         } else if (strcmp(name, "query-jobs") == 0) {
             polls++;
             g_autofree char *reply = NULL;
@@ -435,6 +477,8 @@ static void fake_qmp_start_as(HookFixture *fx, FakeQmp *f, FakeMode mode, gboole
     g_autofree char *binary = fake_qemu_binary(fx, "qemu-system-x86_64", 0755);
     fake_process(fx, qemu_pid, argv, binary, getuid());
     g_string_free(argv, TRUE);
+    f->proc_dir = g_strdup_printf("%s/%d", fx->procfs, (int)qemu_pid);
+    fake_stat(f->proc_dir, 'S');
 }
 
 static void fake_qmp_start(HookFixture *fx, FakeQmp *f, FakeMode mode, gboolean chardev_style)
@@ -458,6 +502,7 @@ static void fake_qmp_stop(FakeQmp *f)
     g_object_unref(f->listener);
     g_ptr_array_unref(f->commands);
     g_free(f->unmerge_args);
+    g_free(f->proc_dir);
     g_unlink(f->path);
     g_free(f->path);
 }
@@ -518,6 +563,35 @@ static void test_pid_failures(HookFixture *fx, gconstpointer data)
         g_autoptr(JsonObject) o = json_line(r.out);
         g_assert_cmpstr(json_object_get_string_member(o, "result"), ==, cases[i].result);
         hook_assert_contains(json_object_get_string_member(o, "error"), cases[i].text);
+        fake_qmp_stop(&f);
+        run_clear(&r);
+    }
+}
+
+/* QEMU killed during the job (issue 14's fault campaign): exit 1, and the
+ * outcome says that QEMU exited, not only that the connection closed; a
+ * closed connection of a QEMU that lives on says no such thing. */
+static void test_pid_qemu_dies(HookFixture *fx, gconstpointer data)
+{
+    static const FakeMode modes[] = { FAKE_DIES_ZOMBIE, FAKE_DIES_GONE, FAKE_HANGS_UP };
+    g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
+    g_autofree char *exited = g_strdup_printf("QEMU (pid %s) exited during the job", pid);
+
+    for (guint i = 0; i < G_N_ELEMENTS(modes); i++) {
+        FakeQmp f;
+        Run r = { 0 };
+        fake_qmp_start(fx, &f, modes[i], FALSE);
+        run_cli(fx, &r, "--pid", pid, NULL);
+        g_assert_cmpint(r.status, ==, 1);
+        hook_assert_contains(r.out, "failed: ");
+        hook_assert_contains(r.err, "query-jobs: QMP connection");
+        if (modes[i] == FAKE_HANGS_UP) {
+            g_assert_null(strstr(r.out, "exited during"));
+        } else {
+            hook_assert_contains(r.out, exited);
+            hook_assert_contains(r.err, exited);
+            hook_assert_contains(r.out, "nothing is left to unmerge or to undo");
+        }
         fake_qmp_stop(&f);
         run_clear(&r);
     }
@@ -620,6 +694,7 @@ static void test_pid_hostile(HookFixture *fx, gconstpointer data)
         { FAKE_DEEP, "nested more than", "600" },
         { FAKE_ENDLESS, "longer than", "600" },
         { FAKE_TRICKLE, "in time", "1" },
+        { FAKE_BLANK, "not a QMP message", "600" },
     };
     g_autofree char *pid = g_strdup_printf("%d", (int)getpid());
 
@@ -633,6 +708,9 @@ static void test_pid_hostile(HookFixture *fx, gconstpointer data)
         }
         g_assert_cmpint(r.status, ==, 1);   /* not 139 (SIGSEGV) nor 134 */
         hook_assert_contains(r.err, cases[i].text);
+        /* A library's critical is a bug reached from input, even when the
+         * command goes on (fatal in the fuzzer: SIGTRAP). */
+        g_assert_null(strstr(r.err, "CRITICAL"));
         /* The job timeout (1 s) plus one reply's deadline (10 s), not for ever. */
         g_assert_cmpint(r.elapsed_ms, <, 20000);
         fake_qmp_join(&f);
@@ -677,7 +755,34 @@ static void test_pid_escapes(HookFixture *fx, gconstpointer data)
     }
 }
 
-/* ---- the parser, in-process ---- */
+/* ---- the parsers, in-process ---- */
+
+/*
+ * Lines json-glib parses without an error and without a root node: a QMP
+ * message parser must refuse them, not hand NULL to JSON_NODE_HOLDS_OBJECT
+ * (a GLib critical: fatal here as under the fuzzer, where fuzz-qmp-reply
+ * died of it with SIGTRAP; its input is fuzz/corpus/qmp-reply/regress-blank-line).
+ */
+static void test_message_without_root(void)
+{
+    static const char *const lines[] = {
+        " ", "\t", " \t  ", "\xef\xbb\xbf", "/* a comment */", "// a comment",
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS(lines); i++) {
+        g_autoptr(GError) error = NULL;
+        JsonObject *obj = cli_qmp_parse_message(lines[i], strlen(lines[i]), &error);
+        g_assert_null(obj);
+        g_assert_error(error, CLI_QMP_ERROR, CLI_QMP_ERROR_MALFORMED);
+        hook_assert_contains(error->message, "not a QMP message");
+    }
+    /* What does parse still does. */
+    g_autoptr(GError) error = NULL;
+    const char *reply = " {\"return\": {}} ";
+    g_autoptr(JsonObject) ok = cli_qmp_parse_message(reply, strlen(reply), &error);
+    g_assert_no_error(error);
+    g_assert_true(json_object_has_member(ok, "return"));
+}
 
 static char *find(const char *cwd, GError **error, ...)
 {
@@ -756,10 +861,12 @@ int main(int argc, char **argv)
     g_test_add("/samepage-unmerge/pid/done-chardev-mon", HookFixture, GINT_TO_POINTER(TRUE),
                hook_fixture_setup, test_pid_done, hook_fixture_teardown);
     HOOK_TEST("/samepage-unmerge/pid/failures", test_pid_failures);
+    HOOK_TEST("/samepage-unmerge/pid/qemu-dies", test_pid_qemu_dies);
     HOOK_TEST("/samepage-unmerge/pid/not-qemu", test_pid_not_qemu);
     HOOK_TEST("/samepage-unmerge/pid/impostor", test_pid_impostor);
     HOOK_TEST("/samepage-unmerge/pid/hostile-replies", test_pid_hostile);
     HOOK_TEST("/samepage-unmerge/pid/escapes", test_pid_escapes);
     g_test_add_func("/samepage-unmerge/socket-parser", test_socket_parser);
+    g_test_add_func("/samepage-unmerge/message-without-root", test_message_without_root);
     return g_test_run();
 }
