@@ -54,6 +54,12 @@ static guint bits_for(guint64 x)
     return x == 0 ? 0 : 64 - (guint)__builtin_clzll(x);
 }
 
+/* The partition of v: its top bits.  One partition (shift 64) is number 0. */
+static gsize partition_of(guint64 v, guint shift)
+{
+    return shift >= 64 ? 0 : (gsize)(v >> shift);
+}
+
 void ksm_rank_all(KsmHostSet *const *hosts, guint n_hosts, KsmSketch *const *guests,
                   guint n_guests, double *estimates, guint64 *samples)
 {
@@ -88,7 +94,7 @@ void ksm_rank_all(KsmHostSet *const *hosts, guint n_hosts, KsmSketch *const *gue
     g_autofree guint32 *part_count = g_new0(guint32, n_parts);
     for (guint h = 0; h < n_hosts; h++) {
         for (gsize j = 0; j < hosts[h]->n; j++) {
-            part_count[hosts[h]->hashes[j] >> shift]++;
+            part_count[partition_of(hosts[h]->hashes[j], shift)]++;
         }
     }
     guint32 most = 1;
@@ -111,7 +117,7 @@ void ksm_rank_all(KsmHostSet *const *hosts, guint n_hosts, KsmSketch *const *gue
         for (guint h = 0; h < n_hosts; h++) {
             const KsmHostSet *hs = hosts[h];
             gsize j = hpos[h];
-            for (; j < hs->n && (hs->hashes[j] >> shift) == p; j++) {
+            for (; j < hs->n && partition_of(hs->hashes[j], shift) == p; j++) {
                 guint64 v = hs->hashes[j], i = v & mask;
                 while (table[i].used && table[i].v != v) {
                     i = (i + 1) & mask;
@@ -129,7 +135,7 @@ void ksm_rank_all(KsmHostSet *const *hosts, guint n_hosts, KsmSketch *const *gue
             const guint64 *gh = guests[g]->hashes;
             guint32 *row = count + (gsize)g * n_hosts;
             gsize j = gpos[g];
-            for (; j < glen[g] && (gh[j] >> shift) == p; j++) {
+            for (; j < glen[g] && partition_of(gh[j], shift) == p; j++) {
                 guint64 v = gh[j], i = v & mask;
                 while (table[i].used && table[i].v != v) {
                     i = (i + 1) & mask;
