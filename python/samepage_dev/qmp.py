@@ -10,8 +10,9 @@ Also query_ksm_stats_fresh(), for either client.
 """
 import json
 import socket
-import threading
 import time
+
+from samepage_dev.repeater import Repeater
 
 
 class QMPError(Exception):
@@ -120,33 +121,24 @@ class QMP:
                 self.events.append(r)
 
 
-class LatencyProbe:
+class LatencyProbe(Repeater):
     """Round trips of one command on its own QMP connection, in a thread:
     start(), stop() -> list of seconds."""
 
     def __init__(self, qmp, command='query-status', pause=0.005):
+        super().__init__(pause)
         self.qmp = qmp
         self.command = command
-        self.pause = pause
         self.rtts = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self):
-        while not self._stop.is_set():
-            t, r = self.qmp.timed(self.command)
-            if 'error' in r:
-                raise QMPError(f'{self.command}: {r["error"]}')
-            self.rtts.append(t)
-            self._stop.wait(self.pause)
-
-    def start(self):
-        self._thread.start()
-        return self
+    def once(self):
+        t, r = self.qmp.timed(self.command)
+        if 'error' in r:
+            raise QMPError(f'{self.command}: {r["error"]}')
+        self.rtts.append(t)
 
     def stop(self):
-        self._stop.set()
-        self._thread.join(10)
+        super().stop()
         return self.rtts
 
 

@@ -2,8 +2,9 @@
 network) seen from the host: one GET, or a poller in a thread."""
 import http.client
 import socket
-import threading
 import time
+
+from samepage_dev.repeater import Repeater
 
 
 def free_port():
@@ -26,38 +27,25 @@ def http_get(port, path='/', timeout=5):
         conn.close()
 
 
-class WebPoller:
+class WebPoller(Repeater):
     """Polls a guest's web server from the host, one request after the
     other (each with its own connection and a 5 s timeout), in a thread,
     recording (start, seconds, error or None) of every request, until
     stop().  A request fails when it raises or answers other than 200."""
 
     def __init__(self, port, path='/', timeout=5, pause=0.0):
-        self.port, self.path, self.timeout, self.pause = port, path, timeout, pause
+        super().__init__(pause, name=f'poll-{port}', join_timeout=timeout + 5)
+        self.port, self.path, self.timeout = port, path, timeout
         self.samples = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f'poll-{port}', daemon=True)
 
-    def _run(self):
-        while not self._stop.is_set():
-            t = time.monotonic()
-            try:
-                status, took = http_get(self.port, self.path, self.timeout)
-                err = None if status == 200 else f'HTTP {status}'
-            except (OSError, http.client.HTTPException) as e:
-                took, err = time.monotonic() - t, f'{type(e).__name__}: {e}'
-            self.samples.append((t, took, err))
-            if self.pause:
-                self._stop.wait(self.pause)
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(self.timeout + 5)
-        return self
+    def once(self):
+        t = time.monotonic()
+        try:
+            status, took = http_get(self.port, self.path, self.timeout)
+            err = None if status == 200 else f'HTTP {status}'
+        except (OSError, http.client.HTTPException) as e:
+            took, err = time.monotonic() - t, f'{type(e).__name__}: {e}'
+        self.samples.append((t, took, err))
 
     def window(self, t0=None, t1=None):
         """Requests that started in [t0, t1)."""

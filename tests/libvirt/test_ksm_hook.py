@@ -39,7 +39,8 @@ from samepage_dev.paths import BUILD, PAGE, ROOT, cli_path, find_guest, find_qem
 from samepage_dev.procs import pid_alive, read_text, run, stop_pid
 from samepage_dev.qmp import query_ksm_stats_fresh
 from samepage_dev.testing import unittest_main
-from samepage_dev.testing.libvirtd import LibvirtDaemons, running_elsewhere, virsh
+from samepage_dev.testing.libvirtd import (LibvirtDaemons, guest_domain_xml, running_elsewhere,
+                                           virsh)
 from samepage_dev.waits import wait_for
 
 HOOK_BIN = os.path.join(BUILD, 'libvirt-hooks', 'samepage-ksm')
@@ -198,30 +199,11 @@ class LibvirtHost:
         attrs = ''.join(f' {k}="{v}"' for k, v in (('merge', merge), ('group', group)) if v)
         policy = f'<ksm:policy xmlns:ksm="{NS}"{attrs}/>' if attrs else ''
         console = os.path.join(self.work, f'{uuid}.console')
-        xml = f"""<domain type='qemu'>
-  <name>{xml_escape(name)}</name>
-  <uuid>{uuid}</uuid>
-  <memory unit='MiB'>{mib}</memory>
-  <vcpu>1</vcpu>
-  <metadata>{policy}</metadata>
-  {'<memoryBacking><nosharepages/></memoryBacking>' if nosharepages else ''}
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{self.kernel}</kernel>
-    <initrd>{self.initrd}</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1 samepage.workload={workload} samepage.mib={FILL_MIB} samepage.seed={seed}</cmdline>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>{self.qemu}</emulator>
-    <controller type='usb' model='none'/>
-    <serial type='file'><source path='{console}'/><target port='0'/></serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
+        xml = guest_domain_xml(
+            xml_escape(name), uuid, mib, policy, self.kernel, self.initrd,
+            f'console=ttyS0 quiet panic=-1 samepage.workload={workload} samepage.mib={FILL_MIB} '
+            f'samepage.seed={seed}', self.qemu, console,
+            '<memoryBacking><nosharepages/></memoryBacking>' if nosharepages else '')
         path = os.path.join(self.work, f'{uuid}.xml')
         with open(path, 'w') as f:
             f.write(xml)

@@ -44,7 +44,8 @@ from samepage_dev.knobs import ksm_knobs
 from samepage_dev.paths import PAGE, ROOT, cli_path, find_guest, find_qemu
 from samepage_dev.procs import pid_alive, read_text
 from samepage_dev.testing import note
-from samepage_dev.testing.libvirtd import LibvirtDaemons, running_elsewhere, virsh
+from samepage_dev.testing.libvirtd import (LibvirtDaemons, guest_domain_xml, running_elsewhere,
+                                           virsh)
 from samepage_dev.waits import wait_for
 
 PACKAGES = ('libksm0', 'libksm-dev', 'samepage', 'samepage-libvirt-hook', 'samepage-qemu')
@@ -222,29 +223,10 @@ class Host:
             shutil.copy(guest['initrd'], initrd)
         uuid = str(uuidlib.uuid4())
         console = os.path.join(self.work, f'{name}.console')
-        xml = f"""<domain type='qemu'>
-  <name>{name}</name>
-  <uuid>{uuid}</uuid>
-  <memory unit='MiB'>160</memory>
-  <vcpu>1</vcpu>
-  <metadata><ksm:policy xmlns:ksm="{NS}" merge="yes" group="pkgtest"/></metadata>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{kernel}</kernel>
-    <initrd>{initrd}</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1 samepage.workload=fill samepage.mib={FILL_MIB} samepage.seed={seed}</cmdline>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>{QEMU}</emulator>
-    <controller type='usb' model='none'/>
-    <serial type='file'><source path='{console}'/><target port='0'/></serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
+        xml = guest_domain_xml(
+            name, uuid, 160, f'<ksm:policy xmlns:ksm="{NS}" merge="yes" group="pkgtest"/>',
+            kernel, initrd, 'console=ttyS0 quiet panic=-1 samepage.workload=fill '
+            f'samepage.mib={FILL_MIB} samepage.seed={seed}', QEMU, console)
         path = os.path.join(self.work, f'{name}.xml')
         with open(path, 'w') as f:
             f.write(xml)

@@ -124,3 +124,36 @@ class LibvirtDaemons:
     def stop_libvirtd(self):
         stop_pid(self.libvirtd_pid)
         self.libvirtd_pid = None
+
+
+def guest_domain_xml(name, uuid, mib, metadata, kernel, initrd, cmdline, emulator, console,
+                     extra=''):
+    """A libvirt domain of the project's busybox guest (scripts/make-guest:
+    kernel and initramfs booted directly) under TCG (type 'qemu') on
+    `emulator`, its serial console written to the file `console`.  name,
+    metadata (inside <metadata>) and extra (after it) go in as they are:
+    the caller escapes what needs it."""
+    return f"""<domain type='qemu'>
+  <name>{name}</name>
+  <uuid>{uuid}</uuid>
+  <memory unit='MiB'>{mib}</memory>
+  <vcpu>1</vcpu>
+  <metadata>{metadata}</metadata>
+  {extra}
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{kernel}</kernel>
+    <initrd>{initrd}</initrd>
+    <cmdline>{cmdline}</cmdline>
+  </os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>{emulator}</emulator>
+    <controller type='usb' model='none'/>
+    <serial type='file'><source path='{console}'/><target port='0'/></serial>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+"""
