@@ -108,10 +108,10 @@ class Guest:
     # console
     @property
     def lines(self):
-        return self.console.lines
+        return self.console.lines if self.console else []
 
     def tail(self, n=15):
-        return self.console.tail(n)
+        return self.console.tail(n) if self.console else ''
 
     def wait_line(self, pattern, timeout, since=0, search=False):
         """Wait for a console line (from index `since`) that matches the
