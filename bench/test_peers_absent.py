@@ -12,14 +12,10 @@ import sys
 import tempfile
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 CACHE = tempfile.mkdtemp(prefix='samepage-peers-test-')
 os.environ['SAMEPAGE_CACHE'] = CACHE      # before common reads it
-sys.path.insert(0, os.path.join(HERE, 'lib'))
-import bench_unmerge  # noqa: E402
-import common  # noqa: E402
-import convergence  # noqa: E402
-import policies  # noqa: E402
+from samepage_dev import taprunner  # noqa: E402
+from samepage_dev.bench import bench_unmerge, common, convergence, policies  # noqa: E402
 
 
 def kernel_source(top, ksm_tests_c):
@@ -85,7 +81,5 @@ class PeersAbsent(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    sys.path.insert(0, os.path.join(HERE, '..', 'tests', 'pylib'))
-    import taprunner  # noqa: E402
     sys.argv[1:] = [__file__]
     sys.exit(taprunner.main())

@@ -6,17 +6,18 @@ seed: two guests with the same seed hold FILL_PAGES page pairs KSM can
 merge, guests with different seeds hold none.  Besides the fill, two guests
 of the same kernel and initramfs share some memory of their own (kernel
 text, the initramfs): the tests tell the fill's pages apart by reading
-them (sp.fill_census) instead of guessing how much that is.
+them (fill_census) instead of guessing how much that is.
 
-    SAMEPAGE_QEMU_VERSION=7.2 /usr/bin/python3 tests/pylib/taprunner.py tests/avocado/test_sharing.py
+    PYTHONPATH=python SAMEPAGE_QEMU_VERSION=7.2 /usr/bin/python3 -m samepage_dev.taprunner tests/avocado/test_sharing.py
 """
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guesttest import (FILL_MIB, FILL_PAGES, GUEST_MIB, SEED, SEED_HOTPLUG, SEED_OTHER,  # noqa: E402
-                       MiB, GuestTest, sp)
 
+from samepage_dev.cli import host_value
+from samepage_dev.paths import PAGE, MiB
+from samepage_dev.testing import note
+from samepage_dev.testing.guesttest import (FILL_MIB, FILL_PAGES, GUEST_MIB, SEED, SEED_HOTPLUG,
+                                            SEED_OTHER, GuestTest)
+from samepage_dev.waits import wait_for
 
 class SameSeed(GuestTest):
     def test_same_seed_merges(self):
@@ -26,13 +27,13 @@ class SameSeed(GuestTest):
         a, b = self.filled_guests(('a', SEED), ('b', SEED))
         self.wait_fill_merged([a, b], SEED)
         with self.frozen(a, b):
-            sharing = sp.host_value('pages_sharing')
+            sharing = host_value('pages_sharing')
             for g in (a, b):
                 fig = self.assert_counts_agree(g)
                 census = g.fill_census(SEED)
-                sp.note(f'{g.short}: merged-pages {fig["merged-pages"]} of which fill '
-                        f'{census["fill_ksm"]}/{census["fill"]}, zero-pages {fig["zero-pages"]}, '
-                        f'resident {fig["resident-pages"]}')
+                note(f'{g.short}: merged-pages {fig["merged-pages"]} of which fill '
+                     f'{census["fill_ksm"]}/{census["fill"]}, zero-pages {fig["zero-pages"]}, '
+                     f'resident {fig["resident-pages"]}')
                 self.assertEqual(census['fill'], FILL_PAGES, 'the whole fill is in guest RAM')
                 self.assertGreaterEqual(census['fill_ksm'], FILL_PAGES * 98 // 100,
                                         'the fill merged')
@@ -41,7 +42,7 @@ class SameSeed(GuestTest):
                 self.assertLess(fig['merged-pages'], FILL_PAGES * 2)
                 self.assertTrue(fig['merge'] and fig['mergeable'])
         # Each fill page pair is one KSM page and one more mapping of it.
-        sp.note(f'host pages_sharing {sharing}')
+        note(f'host pages_sharing {sharing}')
         self.assertGreaterEqual(sharing, FILL_PAGES * 98 // 100)
 
     def test_merge_off_never_merged(self):
@@ -81,8 +82,8 @@ class DifferentSeeds(GuestTest):
             for g, seed in ((a, SEED), (b, SEED_OTHER)):
                 fig = self.assert_counts_agree(g)
                 census = g.fill_census(seed)
-                sp.note(f'{g.short}: merged-pages {fig["merged-pages"]} (fill {census["fill_ksm"]}'
-                        f'/{census["fill"]}), resident {fig["resident-pages"]}')
+                note(f'{g.short}: merged-pages {fig["merged-pages"]} (fill {census["fill_ksm"]}'
+                     f'/{census["fill"]}), resident {fig["resident-pages"]}')
                 self.assertEqual(census, {'fill': FILL_PAGES, 'fill_ksm': 0})
                 self.assertLessEqual(fig['merged-pages'], fig['resident-pages'] - FILL_PAGES)
                 self.assertLess(fig['merged-pages'], FILL_PAGES)
@@ -135,9 +136,9 @@ class Hotplug(GuestTest):
                 rc, out = g.run('cat /sys/devices/system/memory/memory*/state')
                 states = [x.strip() for x in out if x.strip() in ('online', 'offline')]
                 return len(states) > 2 and all(s == 'online' for s in states)
-            sp.wait_for(online, 60, interval=1, what=f'{g.short} to online the DIMM')
+            wait_for(online, 60, interval=1, what=f'{g.short} to online the DIMM')
             g.send(f'fill --mib {self.HP_FILL} --seed {SEED_HOTPLUG} &\n')
-        hp_fill = self.HP_FILL * MiB // sp.PAGE
+        hp_fill = self.HP_FILL * MiB // PAGE
         for g in (a, b):
             g.wait_line(rf'SAMEPAGE-FILLED mib={self.HP_FILL} seed={SEED_HOTPLUG}', 180)
         # Most of the fill is in the DIMM (the rest in base RAM): wait for
@@ -147,8 +148,8 @@ class Hotplug(GuestTest):
             for g in (a, b):
                 fig = self.assert_counts_agree(g, 'hp')
                 c = g.fill_census(SEED_HOTPLUG, 'hp')
-                sp.note(f'{g.short}: hp merged-pages {fig["merged-pages"]}, fill in hp '
-                        f'{c["fill"]}/{hp_fill} pages')
+                note(f'{g.short}: hp merged-pages {fig["merged-pages"]}, fill in hp '
+                     f'{c["fill"]}/{hp_fill} pages')
                 self.assertGreaterEqual(fig['merged-pages'], c['fill_ksm'])
                 self.assertGreater(c['fill'], hp_fill // 2, 'most of the fill is in the DIMM')
         self.assert_alive(a)

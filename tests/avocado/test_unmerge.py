@@ -4,17 +4,18 @@ Two guests share a fill seed and merge; then one of them is unmerged with
 the ksm-unmerge job (MADV_UNMERGEABLE in that QEMU), cancelled half-way,
 or refused for lack of room in its memory cgroup and then forced.
 
-    SAMEPAGE_QEMU_VERSION=7.2 /usr/bin/python3 tests/pylib/taprunner.py tests/avocado/test_unmerge.py
+    PYTHONPATH=python SAMEPAGE_QEMU_VERSION=7.2 /usr/bin/python3 -m samepage_dev.taprunner tests/avocado/test_unmerge.py
 """
 import logging
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from guesttest import (FILL_PAGES, GUEST_MIB, SEED, MiB, GuestTest, knob_summary,  # noqa: E402
-                       sp)
-
+from samepage_dev.cgroups import MemoryCgroup
+from samepage_dev.pages import independent_range_count
+from samepage_dev.paths import PAGE, MiB
+from samepage_dev.testing import note
+from samepage_dev.testing.guesttest import FILL_PAGES, GUEST_MIB, SEED, GuestTest, knob_summary
+from samepage_dev.waits import wait_for
 
 def vmstat(name):
     with open('/proc/vmstat') as f:
@@ -48,7 +49,7 @@ class Unmerge(GuestTest):
         self.assertEqual(a.qmp('ksm-unmerge', id='m0', **{'job-id': 'u', 'auto-dismiss': False}),
                          {'return': {}})
         seen = self.job_samples(a, 'u')
-        sp.note(f'job samples: {len(seen)}, first {seen[0]}, last {seen[-1]}')
+        note(f'job samples: {len(seen)}, first {seen[0]}, last {seen[-1]}')
         total = GUEST_MIB * MiB
         self.assertEqual(seen[0][1], 0, 'progress starts at 0')
         self.assertEqual(seen[-1][1:], (total, total, None), 'and ends at the total, no error')
@@ -68,7 +69,7 @@ class Unmerge(GuestTest):
             # b's copies are still KSM pages (now mapped once).
             self.assert_counts_agree(b)
             b_after = b.fill_census(SEED)['fill_ksm']
-            sp.note(f'b: fill pages merged {b_before} before, {b_after} after')
+            note(f'b: fill pages merged {b_before} before, {b_after} after')
             self.assertGreaterEqual(b_after, b_before * 95 // 100, "b's pages stay merged")
         self.assert_alive(a)
         self.assert_alive(b)
@@ -83,9 +84,9 @@ class Unmerge(GuestTest):
         with self.frozen(a, b):
             start, length = a.ram_range()
             chunk = 16 * MiB            # ksm-unmerge's chunk: progress moves by it
-            before = [sp.independent_range_count(a.pid, start + off, chunk)['ksm']
+            before = [independent_range_count(a.pid, start + off, chunk)['ksm']
                       for off in range(0, length, chunk)]
-            self.assertGreaterEqual(sum(before), 128 * MiB // sp.PAGE,
+            self.assertGreaterEqual(sum(before), 128 * MiB // PAGE,
                                     'the fill is no longer merged: did something else on the '
                                     f'host unmerge (run=2)? knobs now {knob_summary()}')
             r = a.qmp('ksm-unmerge', id='m0', **{'job-id': 'c', 'auto-dismiss': False})
@@ -94,7 +95,7 @@ class Unmerge(GuestTest):
             self.assertEqual(a.qmp('job-cancel', id='c'), {'return': {}})
             final = self.job_samples(a, 'c')[-1]
             status, reached, total, error = final
-            sp.note(f'cancelled at {reached >> 20} of {total >> 20} MiB: {error}')
+            note(f'cancelled at {reached >> 20} of {total >> 20} MiB: {error}')
             self.assertLess(reached, total)
             self.assertIsNotNone(error, 'a cancelled job reports an error')
             fig = self.assert_counts_agree(a)
@@ -102,8 +103,8 @@ class Unmerge(GuestTest):
             self.assertTrue(fig['mergeable'])
             self.assertEqual(a.smaps_mergeable(), length)
             self.assertEqual(reached % chunk, 0)
-            done = sp.independent_range_count(a.pid, start, reached) if reached else {'ksm': 0}
-            rest = sp.independent_range_count(a.pid, start + reached, length - reached)
+            done = independent_range_count(a.pid, start, reached) if reached else {'ksm': 0}
+            rest = independent_range_count(a.pid, start + reached, length - reached)
             self.assertEqual(done['ksm'], 0, 'pages the job reached are unmerged')
             self.assertEqual(rest['ksm'], sum(before[reached // chunk:]),
                              'pages not reached are merged as before')
@@ -123,7 +124,7 @@ class Unmerge(GuestTest):
         log = logging.getLogger('qemu.machine')
         self.addCleanup(log.setLevel, log.level)
         log.setLevel(logging.ERROR)
-        cg = sp.MemoryCgroup('guest-unmerge', 1 << 40)
+        cg = MemoryCgroup('guest-unmerge', 1 << 40)
         self.addCleanup(cg.remove)     # after tearDown has stopped a
         cg.add(a.pid)
         usage_file = 'memory.current' if cg.v2 else 'memory.usage_in_bytes'
@@ -144,7 +145,7 @@ class Unmerge(GuestTest):
             self.assertEqual(reached, 0, 'nothing was unmerged')
             self.assertIn('counted', desc or '')
             self.assertEqual(a.qmp('job-dismiss', id='r'), {'return': {}})
-        sp.note(f'refused: {desc}')
+        note(f'refused: {desc}')
         self.assertRegex(desc, r'may need \d+ MiB \(\d+ merged pages')
         self.assertRegex(desc, r'only \d+ MiB is available')
         self.assertRegex(desc, r'memory cgroup limit \d+ MiB with \d+ MiB used')
@@ -168,17 +169,17 @@ class Unmerge(GuestTest):
                 return f'a stopped answering QMP ({type(e).__name__})'
             return next((f'job concluded: {j}' for j in jobs
                          if j['id'] == 'f' and j['status'] == 'concluded'), None)
-        what = sp.wait_for(outcome, 120, interval=0.2, what='the forced unmerge to end')
+        what = wait_for(outcome, 120, interval=0.2, what='the forced unmerge to end')
         took = time.monotonic() - t0
         # A kill in progress: let it finish before reading the counters.
-        sp.wait_for(lambda: a.is_running() or not pid_alive(a.pid), 30, what='a to exit')
+        wait_for(lambda: a.is_running() or not pid_alive(a.pid), 30, what='a to exit')
         oom_host, oom_cg = vmstat('oom_kill') - oom_host, cg.oom_kills() - oom_cg
-        sp.note(f'forced unmerge after {took:.1f}s: {what}; OOM kills: {oom_cg} in the cgroup, '
-                f'{oom_host} on the host; a {"running" if a.is_running() else "gone"}')
+        note(f'forced unmerge after {took:.1f}s: {what}; OOM kills: {oom_cg} in the cgroup, '
+             f'{oom_host} on the host; a {"running" if a.is_running() else "gone"}')
         if a.is_running():
             jobs = a.cmd('query-jobs')
             fig = a.backend()
-            sp.note(f'a survived: jobs {jobs}; backend {fig}')
+            note(f'a survived: jobs {jobs}; backend {fig}')
         # Whatever happened to a, it happened inside its cgroup.
         self.assertEqual(oom_host, oom_cg, 'an OOM kill outside the test cgroup')
         self.assertTrue(set(cg.pids()) <= {a.pid}, 'only a is in the cgroup')

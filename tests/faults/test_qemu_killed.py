@@ -25,10 +25,13 @@ import tempfile
 import time
 import unittest
 
-import samepage as sp
+from samepage_dev.cli import host_stats, host_value, samepage
+from samepage_dev.knobs import ksm_knobs
+from samepage_dev.paths import PAGE, MiB, cli_path
+from samepage_dev.testing import note, require_qemu, require_root
+from samepage_dev.waits import wait_for, wait_full_scans
 
 VERSION = os.environ.get('SAMEPAGE_QEMU_VERSION', '7.2')
-MiB = 1 << 20
 GUEST_RAM_BASE = 0x100000      # above the BIOS/VGA holes
 FAST_KSM = dict(run=1, pages_to_scan=20000, sleep_millisecs=0)
 VICTIM_MIB = 1024              # unmerging 1 GiB takes long enough to be caught running
@@ -76,16 +79,16 @@ class TestQemuKilledDuringUnmerge(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        sp.require_root(cls)
-        cls.paths = sp.require_qemu(VERSION)
+        require_root(cls)
+        cls.paths = require_qemu(VERSION)
 
     def setUp(self):
-        self.knobs = sp.ksm_knobs()
+        self.knobs = ksm_knobs()
         self.knobs.__enter__()
         self.addCleanup(self.knobs.__exit__, None, None, None)
         self.run_dir_before = run_dir_listing()
-        self.baseline_sharing = sp.host_value('pages_sharing')
-        sp.samepage('set', *[f'{k}={v}' for k, v in FAST_KSM.items()])
+        self.baseline_sharing = host_value('pages_sharing')
+        samepage('set', *[f'{k}={v}' for k, v in FAST_KSM.items()])
 
     def launch(self, mib_ram, name):
         """A QEMU with one memory-backend-ksm (m0) and a QMP socket on its
@@ -111,9 +114,9 @@ class TestQemuKilledDuringUnmerge(unittest.TestCase):
         victim.qtest(f'memset {GUEST_RAM_BASE:#x} {VICTIM_MIB * MiB:#x} 0x5a')
         bystander.qtest(f'memset {GUEST_RAM_BASE:#x} {BYSTANDER_MIB * MiB:#x} 0xa5')
         for vm, mib in ((victim, VICTIM_MIB), (bystander, BYSTANDER_MIB)):
-            want = mib * MiB // sp.PAGE * 9 // 10
-            sp.wait_for(lambda: merging_pages(vm.get_pid()) >= want, 180, interval=0.1,
-                        what=f'{want} merged pages in {vm._name}')
+            want = mib * MiB // PAGE * 9 // 10
+            wait_for(lambda: merging_pages(vm.get_pid()) >= want, 180, interval=0.1,
+                     what=f'{want} merged pages in {vm._name}')
         return victim, bystander
 
     def kill_while_running(self, victim, job_filter, timeout=30):
@@ -139,19 +142,19 @@ class TestQemuKilledDuringUnmerge(unittest.TestCase):
     def assert_host_fine(self, victim_pid, bystander, knobs_before, bystander_merged):
         """What must hold after the kill."""
         # The kernel freed the victim's memory at exit (a zombie already has none).
-        sp.wait_for(lambda: proc_state(victim_pid) in (None, 'Z', 'X'), 10, interval=0.01,
-                    what='the victim to exit')
+        wait_for(lambda: proc_state(victim_pid) in (None, 'Z', 'X'), 10, interval=0.01,
+                 what='the victim to exit')
         # ksmd drops a dead mm's rmap items when it passes over it: then only
         # the bystander's merged pages are left over the baseline.
         bound = self.baseline_sharing + merging_pages(bystander.get_pid()) + 512
-        sharing = sp.wait_for(
-            lambda: (lambda s: [s] if s <= bound else None)(sp.host_value('pages_sharing')),
+        sharing = wait_for(
+            lambda: (lambda s: [s] if s <= bound else None)(host_value('pages_sharing')),
             60, interval=0.1, what=f'pages_sharing to drop to <= {bound}')[0]
-        sp.note(f'pages_sharing after the kill: {sharing} (baseline {self.baseline_sharing}, '
-                f'bystander merging {merging_pages(bystander.get_pid())})')
+        note(f'pages_sharing after the kill: {sharing} (baseline {self.baseline_sharing}, '
+             f'bystander merging {merging_pages(bystander.get_pid())})')
         # The knobs are as they were before the kill; ksmd still scans.
-        self.assertEqual(sp.host_stats()['knobs'], knobs_before)
-        sp.wait_full_scans(2, timeout=60)
+        self.assertEqual(host_stats()['knobs'], knobs_before)
+        wait_full_scans(2, timeout=60)
         # The bystander runs on, merged as before.
         self.assertEqual(bystander.qmp('query-status')['return']['status'], 'running')
         self.assertGreaterEqual(merging_pages(bystander.get_pid()), bystander_merged * 9 // 10)
@@ -164,24 +167,24 @@ class TestQemuKilledDuringUnmerge(unittest.TestCase):
         """The job started by a plain QMP client."""
         victim, bystander = self.merged_pair()
         vpid = victim.get_pid()
-        knobs_before = sp.host_stats()['knobs']
+        knobs_before = host_stats()['knobs']
         bystander_merged = merging_pages(bystander.get_pid())
 
         r = victim.qmp('ksm-unmerge', id='m0', force=True,
                        **{'job-id': 'fault', 'auto-dismiss': False})
         self.assertEqual(r, {'return': {}})
         job = self.kill_while_running(victim, lambda j: j['id'] == 'fault')
-        sp.note(f'QEMU {VERSION} SIGKILLed with the job at {job["current-progress"]} of '
-                f'{job["total-progress"]} bytes')
+        note(f'QEMU {VERSION} SIGKILLed with the job at {job["current-progress"]} of '
+             f'{job["total-progress"]} bytes')
         self.assert_host_fine(vpid, bystander, knobs_before, bystander_merged)
 
     def test_killed_during_samepage_unmerge(self):
         """The job driven by `samepage unmerge --pid`."""
         victim, bystander = self.merged_pair()
         vpid = victim.get_pid()
-        knobs_before = sp.host_stats()['knobs']
+        knobs_before = host_stats()['knobs']
         bystander_merged = merging_pages(bystander.get_pid())
-        cli = subprocess.Popen([sp.cli_path(), 'unmerge', '--pid', str(vpid), '--force'],
+        cli = subprocess.Popen([cli_path(), 'unmerge', '--pid', str(vpid), '--force'],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.addCleanup(lambda: cli.poll() is None and cli.kill())
         self.addCleanup(lambda: cli.poll() is None or cli.wait())
@@ -194,10 +197,10 @@ class TestQemuKilledDuringUnmerge(unittest.TestCase):
                 self.fail(f'samepage ended (exit {cli.returncode}) before its job was seen: '
                           f'{out.strip()} {err.strip()}')
             raise
-        sp.note(f'QEMU {VERSION} SIGKILLed with samepage\'s job at {job["current-progress"]} '
-                f'of {job["total-progress"]} bytes')
+        note(f'QEMU {VERSION} SIGKILLed with samepage\'s job at {job["current-progress"]} '
+             f'of {job["total-progress"]} bytes')
         out, err = cli.communicate(timeout=60)
-        sp.note(f'samepage exit {cli.returncode}; stdout: {out.strip()}; stderr: {err.strip()}')
+        note(f'samepage exit {cli.returncode}; stdout: {out.strip()}; stderr: {err.strip()}')
         self.assertEqual(cli.returncode, 1)
         self.assertRegex(out, rf'^unmerge of pid {vpid}: failed: QEMU \(pid {vpid}\) exited '
                               r'during the job')

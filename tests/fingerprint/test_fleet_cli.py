@@ -227,7 +227,4 @@ class FleetCli(unittest.TestCase):
 
 
 if __name__ == '__main__':
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'pylib'))
-    import taprunner  # noqa: E402
-    sys.argv[1:] = [__file__]
-    sys.exit(taprunner.main())
+    unittest.main()

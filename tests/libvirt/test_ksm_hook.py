@@ -19,14 +19,11 @@ to restart).
 """
 import contextlib
 import fcntl
-import grp
 import json
 import os
 import re
 import shutil
 import signal
-import socket
-import stat
 import subprocess
 import sys
 import tempfile
@@ -35,12 +32,18 @@ import time
 import unittest
 import uuid as uuidlib
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..', 'pylib'))
-import samepage  # noqa: E402  (tests/pylib)
+from samepage_dev import cli
+from samepage_dev.cli import host_stats
+from samepage_dev.knobs import ksm_knobs
+from samepage_dev.pages import independent_range_count, ram_range
+from samepage_dev.paths import BUILD, PAGE, ROOT, cli_path, find_guest, find_qemu
+from samepage_dev.procs import pid_alive, read_text, run, stop_pid
+from samepage_dev.qmp import query_ksm_stats_fresh
+from samepage_dev.testing import unittest_main
+from samepage_dev.testing.libvirtd import (URI, LibvirtDaemons, guest_domain_xml,
+                                           running_elsewhere, virsh)
+from samepage_dev.waits import wait_for
 
-ROOT = samepage.ROOT
-BUILD = samepage.BUILD
 HOOK_BIN = os.path.join(BUILD, 'libvirt-hooks', 'samepage-ksm')
 INSTALLER = os.path.join(ROOT, 'libvirt-hooks', 'install')
 INSTALLED_SAMEPAGE_CLI = '/usr/local/bin/samepage'
@@ -50,7 +53,6 @@ STATE_DIR = '/run/samepage/hook'
 LOCK_PATH = '/run/samepage/ksm.lock'
 OUTCOME = os.path.join(STATE_DIR, 'last-unmerge.json')
 TUNE_PIDFILE = os.path.join(STATE_DIR, 'tune.pid')   # scan=tune: the hook's samepage tune
-URI = 'qemu:///system'
 PREFIX = 'samepage-hooktest-'
 NS = 'https://samepage.invalid/xmlns/ksm/1'
 
@@ -60,54 +62,12 @@ LOCK_TIMEOUT_S = 5
 HOOK_BOUND_MS = (LOCK_TIMEOUT_S + 2) * 1000
 FILL_MIB = 64
 GUEST_MIB = 192
-PAGE = samepage.PAGE
 
 HOST = None   # the LibvirtHost of this run
 
 
 def log(msg):
     print(f'# {msg}', file=sys.stderr, flush=True)
-
-
-def run(cmd, check=True, timeout=120, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-    if check and r.returncode != 0:
-        raise AssertionError(f'{cmd!r} exited {r.returncode}:\n{r.stdout}{r.stderr}')
-    return r
-
-
-def virsh(*args, check=True, timeout=120):
-    return run(['virsh', '-q', '-c', URI, *args], check=check, timeout=timeout)
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def socket_answers(path):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def read_text(path):
-    """The file's text, or '' when it does not exist (yet)."""
-    try:
-        with open(path, errors='replace') as f:
-            return f.read()
-    except FileNotFoundError:
-        return ''
 
 
 def remove_if_ours(directory):
@@ -119,28 +79,6 @@ def remove_if_ours(directory):
         os.rmdir(directory)
 
 
-def read_pidfile(path, timeout=30):
-    pid = samepage.wait_for(lambda: read_text(path).strip(), timeout, what=path)
-    return int(pid)
-
-
-def stop_pid(pid, timeout=30):
-    """SIGTERM a daemon we started, SIGKILL if it lingers."""
-    if not pid or not pid_alive(pid):
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        try:
-            os.waitpid(pid, os.WNOHANG)   # reaped if it is our child
-        except ChildProcessError:
-            pass
-        time.sleep(0.1)
-    if pid_alive(pid):
-        log(f'pid {pid} ignored SIGTERM: SIGKILL')
-        os.kill(pid, signal.SIGKILL)
-
-
 def prerequisites():
     """None when the test can run, else why not."""
     if os.geteuid() != 0:
@@ -150,18 +88,18 @@ def prerequisites():
     for prog in ('libvirtd', 'virtlogd', 'virsh'):
         if not shutil.which(prog) and not os.path.exists(f'/usr/sbin/{prog}'):
             return f'{prog} is not installed (scripts/setup)'
-    for path in (HOOK_BIN, samepage.cli_path()):
+    for path in (HOOK_BIN, cli_path()):
         if not os.access(path, os.X_OK):
             return f'{path} is not built (ninja -C build)'
-    qemu = samepage.find_qemu('7.2')
+    qemu = find_qemu('7.2')
     if not qemu:
         return 'the project QEMU is not built yet (scripts/build-qemu --print)'
-    guest = samepage.find_guest()
+    guest = find_guest()
     if not guest:
         return 'the guest image is not built yet (scripts/make-guest --print)'
-    for sock in ('/run/libvirt/libvirt-sock', '/run/libvirt/virtlogd-sock'):
-        if socket_answers(sock):
-            return f'a libvirt daemon already answers on {sock}: this test starts its own'
+    elsewhere = running_elsewhere()
+    if elsewhere:
+        return elsewhere
     if os.path.isdir(STATE_DIR) and any(f.endswith('.state') for f in os.listdir(STATE_DIR)):
         return f'{STATE_DIR} holds the hook state of running guests: not a test host'
     return None
@@ -172,8 +110,8 @@ class LibvirtHost:
 
     def __init__(self):
         self.stack = contextlib.ExitStack()
-        self.qemu = os.path.realpath(samepage.find_qemu('7.2')['qemu'])
-        guest = samepage.find_guest()
+        self.qemu = os.path.realpath(find_qemu('7.2')['qemu'])
+        guest = find_guest()
         self.work = tempfile.mkdtemp(prefix='samepage-libvirt-')
         # libvirt runs QEMU as libvirt-qemu and relabels the kernel and initrd
         # it boots: give it copies in a directory it can read, not the cache.
@@ -183,9 +121,8 @@ class LibvirtHost:
         shutil.copy(guest['kernel'], self.kernel)
         shutil.copy(guest['initrd'], self.initrd)
         self.hook_log = os.path.join(self.work, 'hook.log')
-        self.syslog = os.path.join(self.work, 'syslog')
-        self.libvirtd_pid = self.virtlogd_pid = None
-        self.syslogd = None
+        self.daemons = LibvirtDaemons(self.work, self.stack,
+                                      log_filters='1:hooks 1:qemu.qemu_process 3:*')
         self.detached = set()
 
     # --- setup and teardown ---
@@ -193,7 +130,7 @@ class LibvirtHost:
     def start(self):
         st = self.stack
         st.callback(shutil.rmtree, self.work, ignore_errors=True)
-        st.enter_context(samepage.ksm_knobs())
+        st.enter_context(ksm_knobs())
         # Directories the installer or the hook create: removed again if new.
         # (/etc/libvirt/hooks before its qemu.d: the stack removes in reverse.)
         for d in (os.path.dirname(CONF_PATH), os.path.dirname(os.path.dirname(HOOK_PATH)),
@@ -207,11 +144,7 @@ class LibvirtHost:
         self._backup(INSTALLED_SAMEPAGE_CLI)
         run([INSTALLER, HOOK_BIN])
         self.write_config()
-        self._start_syslogd()
-        self._start_virtlogd()
-        self._kvm_for_libvirt()
-        self.start_libvirtd()
-        st.callback(self.stop_libvirtd)
+        self.daemons.start()
         st.callback(self._cleanup_domains)
 
     def close(self):
@@ -239,7 +172,7 @@ class LibvirtHost:
         conf = {
             # scan=tune (the default): the hook runs samepage's policy, this
             # build's samepage tune; pages_to_scan is the rate until it starts.
-            'policy': 'strict', 'scan': 'tune', 'samepage': os.path.abspath(samepage.cli_path()),
+            'policy': 'strict', 'scan': 'tune', 'samepage': os.path.abspath(cli_path()),
             'pages_to_scan': 4000,
             'sleep_millisecs': 10, 'reserve_mib': 256, 'unmerge_deadline_s': 120,
             'lock_timeout_s': LOCK_TIMEOUT_S, 'log_level': 'debug', 'log_file': self.hook_log,
@@ -248,74 +181,6 @@ class LibvirtHost:
         os.makedirs(os.path.dirname(CONF_PATH), exist_ok=True)
         with open(CONF_PATH, 'w') as f:
             f.write('[ksm]\n' + ''.join(f'{k}={v}\n' for k, v in conf.items()))
-
-    def _kvm_for_libvirt(self):
-        """/dev/kvm as Debian's udev rule makes it (root:kvm 0660) while the
-        test's libvirtd runs, put back afterwards.  libvirtd probes QEMU as
-        root (KVM enabled) but checks its cached capabilities as the QEMU
-        user (libvirt-qemu, group kvm): with /dev/kvm root-only, as on this
-        machine without udev, every check finds "KVM was enabled when
-        probing, but it is not available now" and probes again, 2 s each
-        time libvirt looks (~12 of the test's 15 minutes).  The guests stay
-        TCG (domain type 'qemu')."""
-        path = '/dev/kvm'
-        try:
-            st = os.stat(path)
-            kvm_gid = grp.getgrnam('kvm').gr_gid
-        except (OSError, KeyError):
-            return
-        if st.st_gid == kvm_gid and st.st_mode & 0o060 == 0o060:
-            return
-
-        def restore():
-            os.chown(path, -1, st.st_gid)
-            os.chmod(path, stat.S_IMODE(st.st_mode))
-        self.stack.callback(restore)
-        os.chown(path, -1, kvm_gid)
-        os.chmod(path, stat.S_IMODE(st.st_mode) | 0o660)
-
-    def _start_syslogd(self):
-        """A syslog daemon for the hook's syslog(3) lines, if the host has none."""
-        if os.path.exists('/dev/log') or not shutil.which('busybox'):
-            return
-        self.syslogd = subprocess.Popen(['busybox', 'syslogd', '-n', '-O', self.syslog],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def stop():
-            self.syslogd.terminate()
-            self.syslogd.wait(10)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink('/dev/log')
-        self.stack.callback(stop)
-        samepage.wait_for(lambda: os.path.exists('/dev/log'), 10, what='/dev/log')
-
-    def _start_virtlogd(self):
-        conf = os.path.join(self.work, 'virtlogd.conf')
-        with open(conf, 'w') as f:
-            f.write(f'log_outputs = "3:file:{self.work}/virtlogd.log"\n')
-        pidfile = os.path.join(self.work, 'virtlogd.pid')
-        run(['virtlogd', '-d', '-p', pidfile, '-f', conf])
-        self.virtlogd_pid = read_pidfile(pidfile)
-        self.stack.callback(stop_pid, self.virtlogd_pid)
-        samepage.wait_for(lambda: socket_answers('/run/libvirt/virtlogd-sock'), 30,
-                          what='virtlogd socket')
-
-    def start_libvirtd(self):
-        conf = os.path.join(self.work, 'libvirtd.conf')
-        with open(conf, 'w') as f:
-            f.write(f'log_outputs = "1:file:{self.work}/libvirtd.log"\n'
-                    'log_filters = "1:hooks 1:qemu.qemu_process 3:*"\n')
-        pidfile = os.path.join(self.work, 'libvirtd.pid')
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(pidfile)
-        run(['libvirtd', '-d', '-p', pidfile, '-f', conf])
-        self.libvirtd_pid = read_pidfile(pidfile)
-        samepage.wait_for(lambda: virsh('list', check=False).returncode == 0, 60,
-                          what='libvirtd answering')
-
-    def stop_libvirtd(self):
-        stop_pid(self.libvirtd_pid)
-        self.libvirtd_pid = None
 
     def _cleanup_domains(self):
         for name in self.domains():
@@ -335,30 +200,11 @@ class LibvirtHost:
         attrs = ''.join(f' {k}="{v}"' for k, v in (('merge', merge), ('group', group)) if v)
         policy = f'<ksm:policy xmlns:ksm="{NS}"{attrs}/>' if attrs else ''
         console = os.path.join(self.work, f'{uuid}.console')
-        xml = f"""<domain type='qemu'>
-  <name>{xml_escape(name)}</name>
-  <uuid>{uuid}</uuid>
-  <memory unit='MiB'>{mib}</memory>
-  <vcpu>1</vcpu>
-  <metadata>{policy}</metadata>
-  {'<memoryBacking><nosharepages/></memoryBacking>' if nosharepages else ''}
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{self.kernel}</kernel>
-    <initrd>{self.initrd}</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1 samepage.workload={workload} samepage.mib={FILL_MIB} samepage.seed={seed}</cmdline>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>{self.qemu}</emulator>
-    <controller type='usb' model='none'/>
-    <serial type='file'><source path='{console}'/><target port='0'/></serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
+        xml = guest_domain_xml(
+            xml_escape(name), uuid, mib, policy, self.kernel, self.initrd,
+            f'console=ttyS0 quiet panic=-1 samepage.workload={workload} samepage.mib={FILL_MIB} '
+            f'samepage.seed={seed}', self.qemu, console,
+            '<memoryBacking><nosharepages/></memoryBacking>' if nosharepages else '')
         path = os.path.join(self.work, f'{uuid}.xml')
         with open(path, 'w') as f:
             f.write(xml)
@@ -386,8 +232,8 @@ class LibvirtHost:
             os.unlink(OUTCOME)
 
     def wait_outcome(self, timeout=180):
-        text = samepage.wait_for(lambda: read_text(OUTCOME), timeout,
-                                 what='the detached unmerge outcome')
+        text = wait_for(lambda: read_text(OUTCOME), timeout,
+                        what='the detached unmerge outcome')
         self.wait_detached()
         return json.loads(text)
 
@@ -396,8 +242,8 @@ class LibvirtHost:
         offset since: an unmerge outcome, or KSM found clean already (someone
         else may have unmerged meanwhile: KSM is global)."""
         pattern = re.compile(r'unmerge (done|refused|interrupted|failed)|already clean')
-        samepage.wait_for(lambda: pattern.search(self.hook_log_text()[since:]), timeout,
-                          what='the last-guest decision')
+        wait_for(lambda: pattern.search(self.hook_log_text()[since:]), timeout,
+                 what='the last-guest decision')
         self.wait_detached()
 
     def state_files(self):
@@ -447,7 +293,7 @@ class Guest:
                     return marker.encode() in f.read()
             except FileNotFoundError:
                 return False
-        samepage.wait_for(seen, timeout, interval=0.5, what=f'{marker} from {name}')
+        wait_for(seen, timeout, interval=0.5, what=f'{marker} from {name}')
 
     def destroy(self):
         virsh('destroy', self.name, timeout=180)
@@ -491,7 +337,7 @@ def stop_leftover_tune():
 
 def merging_pages(pid):
     """ksm_merging_pages of one process, as samepage stats reports it (-1: unknown)."""
-    for p in samepage.host_stats().get('processes', []):
+    for p in host_stats().get('processes', []):
         if p.get('pid') == pid:
             return p.get('ksm_stat', {}).get('ksm_merging_pages', -1)
     return -1
@@ -592,8 +438,8 @@ class HookTest(unittest.TestCase):
         # else on this host uses KSM meanwhile.
         want = FILL_MIB * 1024 * 1024 // PAGE // 2
         for g in (a, b):
-            samepage.wait_for(lambda g=g: merging_pages(g.qemu_pid()) >= want, 300, interval=1,
-                              what=f'{g.name} with >= {want} merging pages')
+            wait_for(lambda g=g: merging_pages(g.qemu_pid()) >= want, 300, interval=1,
+                     what=f'{g.name} with >= {want} merging pages')
         return a, b
 
     def test_1_merge_then_unmerge_when_last_leaves(self):
@@ -611,8 +457,8 @@ class HookTest(unittest.TestCase):
 
         HOST.clear_outcome()
         a.destroy()
-        samepage.wait_for(lambda: 'still running: no unmerge' in self.new_log(), 30,
-                          what='the hook deciding on the first stop')
+        wait_for(lambda: 'still running: no unmerge' in self.new_log(), 30,
+                 what='the hook deciding on the first stop')
         time.sleep(2)
         self.assertFalse(os.path.exists(OUTCOME), 'an unmerge ran while a guest still merges')
 
@@ -628,8 +474,8 @@ class HookTest(unittest.TestCase):
                          'samepage tune still runs')
         self.assertIn('unmerge done', text)
         self.assertIn('"event":"ksm-unmerge"', text)
-        if HOST.syslogd:
-            syslog = read_text(HOST.syslog)
+        if HOST.daemons.syslogd:
+            syslog = read_text(HOST.daemons.syslog)
             self.assertIn('samepage-ksm', syslog)
             self.assertIn('unmerge done', syslog)
         self.assertEqual(HOST.state_files(), {})
@@ -649,8 +495,8 @@ class HookTest(unittest.TestCase):
             q.wait_console('SAMEPAGE-FILLED')
         want = FILL_MIB * 1024 * 1024 // PAGE // 2
         for q in plain:
-            samepage.wait_for(lambda q=q: merging_pages(q.proc.pid) >= want, 300, interval=1,
-                              what=f'{q.console} with >= {want} merging pages')
+            wait_for(lambda q=q: merging_pages(q.proc.pid) >= want, 300, interval=1,
+                     what=f'{q.console} with >= {want} merging pages')
         HOST.clear_outcome()
         a.destroy()
         out = HOST.wait_outcome()
@@ -721,7 +567,7 @@ class HookTest(unittest.TestCase):
             each(lambda g: g.destroy())
             self.assertEqual(errors, [], f'cycle {cycle}')
         HOST.wait_detached()
-        samepage.wait_for(lambda: os.path.exists(OUTCOME), 60, what='an unmerge outcome')
+        wait_for(lambda: os.path.exists(OUTCOME), 60, what='an unmerge outcome')
         HOST.wait_detached()
 
         self.assertEqual(HOST.state_files(), {}, 'state left behind')
@@ -746,13 +592,13 @@ class HookTest(unittest.TestCase):
 
     def test_6_reconnect_after_libvirtd_restart(self):
         a, b = self.start_merging_pair()
-        HOST.stop_libvirtd()
+        HOST.daemons.stop_libvirtd()
         # The worst case: the hook's state is gone while libvirtd is down.
         for u in (a.uuid, b.uuid):
             os.unlink(os.path.join(STATE_DIR, f'{u}.state'))
-        HOST.start_libvirtd()
-        samepage.wait_for(lambda: {a.uuid, b.uuid} <= set(HOST.state_files()), 60,
-                          what='reconnect rebuilding the state')
+        HOST.daemons.start_libvirtd()
+        wait_for(lambda: {a.uuid, b.uuid} <= set(HOST.state_files()), 60,
+                 what='reconnect rebuilding the state')
         states = HOST.state_files()
         for g in (a, b):
             self.assertEqual(states[g.uuid]['phase'], 'reconnected')
@@ -761,8 +607,8 @@ class HookTest(unittest.TestCase):
 
         HOST.clear_outcome()
         a.destroy()
-        samepage.wait_for(lambda: 'still running: no unmerge' in self.new_log(), 30,
-                          what='the hook deciding on the first stop')
+        wait_for(lambda: 'still running: no unmerge' in self.new_log(), 30,
+                 what='the hook deciding on the first stop')
         time.sleep(2)
         self.assertFalse(os.path.exists(OUTCOME))
         b.destroy()
@@ -776,24 +622,24 @@ class HookTest(unittest.TestCase):
             self.skipTest("this QEMU has no ksm-unmerge yet (qemu-backend)")
         HOST.clear_outcome()
         pid = a.qemu_pid()
-        ram = samepage.ram_range(pid, GUEST_MIB * 1024 * 1024)
+        ram = ram_range(pid, GUEST_MIB * 1024 * 1024)
         self.assertIsNotNone(ram, "the guest's RAM mapping")
-        before = samepage.independent_range_count(pid, *ram)
+        before = independent_range_count(pid, *ram)
         self.assertGreater(before['ksm'], 0, before)
-        r = samepage.samepage('unmerge', '--domain', a.name, '--json', check=False, timeout=300)
+        r = cli.samepage('unmerge', '--domain', a.name, '--json', check=False, timeout=300)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         out = json.loads(r.stdout)
         self.assertEqual(out['result'], 'done', out)
         self.assertEqual(out['pid'], pid)
         # Exactly: no page of the guest's RAM is a KSM page any more
         # (pagemap + kpageflags, read here independently of libksm and QEMU).
-        after = samepage.independent_range_count(pid, *ram)
+        after = independent_range_count(pid, *ram)
         self.assertEqual(after['ksm'], 0, after)
         # QEMU's own view: the backend is out of KSM for good, as read back
         # from the kernel by an exact count (a walk in QEMU's worker thread:
         # the answer carries the latest walk's figures; the default answer
         # cannot prove merge=off of a stock backend under mem-merge=on).
-        stats = samepage.query_ksm_stats_fresh(lambda **a_: json.loads(virsh(
+        stats = query_ksm_stats_fresh(lambda **a_: json.loads(virsh(
             'qemu-monitor-command', a.name,
             json.dumps({'execute': 'query-ksm-stats', 'arguments': a_})).stdout)['return'])
         backend = {x['id']: x for x in stats['backends']}['pc.ram']
@@ -837,8 +683,8 @@ class HookTest(unittest.TestCase):
              '/usr/bin/python3', '-c', 'import time; time.sleep(600)', '-uuid', a.uuid],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            samepage.wait_for(lambda: a.uuid in read_text(f'/proc/{decoy.pid}/cmdline')
-                              .replace('\0', ' '), 10, what='the decoy')
+            wait_for(lambda: a.uuid in read_text(f'/proc/{decoy.pid}/cmdline')
+                     .replace('\0', ' '), 10, what='the decoy')
             a.start()
             with open(f'/run/libvirt/qemu/{a.name}.pid') as f:
                 qemu = int(f.read().strip())
@@ -943,11 +789,11 @@ class HookTest(unittest.TestCase):
         want = FILL_MIB * 1024 * 1024 // PAGE // 2
         for g in (a, b):
             g.wait_console('SAMEPAGE-FILLED')
-            samepage.wait_for(lambda g=g: merging_pages(g.qemu_pid()) >= want, 300, interval=1,
-                              what=f'{g.name} with >= {want} merging pages')
+            wait_for(lambda g=g: merging_pages(g.qemu_pid()) >= want, 300, interval=1,
+                     what=f'{g.name} with >= {want} merging pages')
         a.destroy()
-        samepage.wait_for(lambda: 'still running: no unmerge' in self.new_log(), 30,
-                          what='the hook deciding on the first stop')
+        wait_for(lambda: 'still running: no unmerge' in self.new_log(), 30,
+                 what='the hook deciding on the first stop')
         b_qemu = b.qemu_pid()
         tune = tune_pid()
         self.assertGreater(tune, 0, 'no samepage tune running for the guest')
@@ -977,20 +823,20 @@ while [ ! -e '{release}' ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
                 time.sleep(0.1)
         self.addCleanup(unpause)
         # Whatever happens, libvirtd runs again for the other tests.
-        self.addCleanup(lambda: HOST.libvirtd_pid or HOST.start_libvirtd())
+        self.addCleanup(lambda: HOST.daemons.libvirtd_pid or HOST.daemons.start_libvirtd())
 
         before_stop = len(HOST.hook_log_text())
         destroy = subprocess.Popen(['virsh', '-q', '-c', URI, 'destroy', b.name],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.addCleanup(lambda: destroy.poll() is None and destroy.kill())
-        samepage.wait_for(lambda: read_text(pidfile).strip(), 60,
-                          what="libvirtd in b's stopped hook")
+        wait_for(lambda: read_text(pidfile).strip(), 60,
+                 what="libvirtd in b's stopped hook")
         self.assertFalse(pid_alive(b_qemu), "b's QEMU still runs in its stopped hook")
         self.assertIn(b.uuid, HOST.state_files(), "samepage's hook ran before the pause")
-        os.kill(HOST.libvirtd_pid, signal.SIGKILL)
-        samepage.wait_for(lambda: not pid_alive(HOST.libvirtd_pid), 10, interval=0.05,
-                          what='libvirtd to die')
-        HOST.libvirtd_pid = None
+        os.kill(HOST.daemons.libvirtd_pid, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(HOST.daemons.libvirtd_pid), 10, interval=0.05,
+                 what='libvirtd to die')
+        HOST.daemons.libvirtd_pid = None
         killed_at = time.monotonic()
         status_xml = f'/run/libvirt/qemu/{b.name}.xml'
         log(f"b's status XML after the kill: {'left' if os.path.exists(status_xml) else 'gone'}")
@@ -1003,7 +849,7 @@ while [ ! -e '{release}' ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
         self.assertIn(b.uuid, HOST.state_files())
         self.assertNotIn(f"domain '{b.name}'", HOST.hook_log_text()[before_stop:],
                          "samepage's hook ran for b while libvirtd was down")
-        window_knobs = {k: samepage.host_value(k) for k in ('run', 'pages_to_scan')}
+        window_knobs = {k: cli.host_value(k) for k in ('run', 'pages_to_scan')}
         log(f'while libvirtd is down: state kept, knobs {window_knobs}, tune pid '
             f'{tune_pid()}')
         unpause()
@@ -1011,7 +857,7 @@ while [ ! -e '{release}' ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
         mark = len(HOST.hook_log_text())
         HOST.clear_outcome()
         restarted = time.monotonic()
-        HOST.start_libvirtd()
+        HOST.daemons.start_libvirtd()
         # Seen (libvirt 9.0): the restart runs no hook for b: no reconnect,
         # stopped or release, though its status XML was left (logged above).
         # b's state stays; ksmd and samepage tune run on.
@@ -1022,7 +868,7 @@ while [ ! -e '{release}' ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i + 1)); done
         self.assertIn(b.uuid, HOST.state_files())
         self.assertFalse(os.path.exists(OUTCOME))
         log(f'15 s after the restart: no hook event for b, its state kept, knobs '
-            f'{ {k: samepage.host_value(k) for k in ("run", "pages_to_scan")} }, tune pid '
+            f'{ {k: cli.host_value(k) for k in ("run", "pages_to_scan")} }, tune pid '
             f'{tune_pid()}')
 
         # The next hook event repairs: a guest's prepare prunes b's state
@@ -1059,15 +905,5 @@ def _try(action, guest, errors):
         errors.append(f'{guest.name}: {e}')
 
 
-def main():
-    reason = prerequisites()
-    if reason:
-        print(f'SKIP: {reason}')
-        return 77
-    argv = [sys.argv[0], '-v'] + sys.argv[1:]
-    prog = unittest.main(module=__name__, argv=argv, exit=False)
-    return 0 if prog.result.wasSuccessful() else 1
-
-
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(unittest_main(prerequisites()))

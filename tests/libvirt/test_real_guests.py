@@ -18,11 +18,13 @@ import time
 import unittest
 import uuid as uuidlib
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import test_ksm_hook as hk  # noqa: E402  (its helpers; tests/pylib on sys.path)
+import test_ksm_hook as hk  # its helpers: Python looks in this file's folder first
 
-sp = hk.samepage
+from samepage_dev.paths import PAGE, find_guest, find_qemu
+from samepage_dev.testing import unittest_main
+from samepage_dev.waits import wait_for
+from samepage_dev.web import free_port, http_get
+
 REAL_MIB = 512
 BOOT_S = 420
 MERGED_MIN_PAGES = 512      # 2 MiB merged per guest: the hook's policy is at work
@@ -32,7 +34,7 @@ def prerequisites():
     why = hk.prerequisites()
     if why:
         return why
-    if not sp.find_guest('debian'):
+    if not find_guest('debian'):
         return 'the Debian guest is not built yet (scripts/make-guest --image debian)'
     return None
 
@@ -47,7 +49,7 @@ class RealDomain(hk.Guest):
     def __init__(self, host, name, qemu, image, merge='yes'):
         uuid = str(uuidlib.uuid4())
         super().__init__(host, name, uuid, os.path.join(host.work, f'{uuid}.console'))
-        self.port = sp.free_port()
+        self.port = free_port()
         files = {}
         for key in ('kernel', 'initrd', 'disk'):
             files[key] = os.path.join(host.work, f'{uuid}.{key}')
@@ -97,13 +99,13 @@ class RealDomain(hk.Guest):
 
     def http_ok(self):
         try:
-            return sp.http_get(self.port, '/', 5)[0] == 200
+            return http_get(self.port, '/', 5)[0] == 200
         except Exception:  # noqa: BLE001 - any failure: not serving
             return False
 
     def wait_up(self, timeout=BOOT_S):
         self.wait_console('SAMEPAGE-READY image=debian', timeout)
-        sp.wait_for(self.http_ok, 60, interval=0.5, what=f'{self.name}: nginx on {self.port}')
+        wait_for(self.http_ok, 60, interval=0.5, what=f'{self.name}: nginx on {self.port}')
 
     def remove_files(self):
         for p in self.files.values():
@@ -136,11 +138,11 @@ class RealGuestsHook(unittest.TestCase):
     assert_hooks_bounded = hk.HookTest.assert_hooks_bounded
 
     def real_pair(self, version):
-        paths = sp.find_qemu(version)
+        paths = find_qemu(version)
         if not paths:
             self.skipTest(f'QEMU {version} is not built (scripts/build-qemu --qemu {version})')
         qemu = os.path.realpath(paths['qemu'])
-        image = sp.find_guest('debian')
+        image = find_guest('debian')
         guests = []
         for suffix in ('real-a', 'real-b'):
             g = RealDomain(hk.HOST, hk.PREFIX + f'{suffix}-{version}', qemu, image)
@@ -164,16 +166,16 @@ class RealGuestsHook(unittest.TestCase):
         self.assertIn(a.uuid, states)
         self.assertIn(b.uuid, states)
         for g in (a, b):
-            sp.wait_for(lambda g=g: hk.merging_pages(g.qemu_pid()) >= MERGED_MIN_PAGES, 300,
-                        interval=1, what=f'{g.name} with >= {MERGED_MIN_PAGES} merging pages')
+            wait_for(lambda g=g: hk.merging_pages(g.qemu_pid()) >= MERGED_MIN_PAGES, 300,
+                     interval=1, what=f'{g.name} with >= {MERGED_MIN_PAGES} merging pages')
         merged = {g.name: hk.merging_pages(g.qemu_pid()) for g in (a, b)}
         hk.log(f'QEMU {version}: both up and serving {up:.1f} s after virsh start; merging pages '
-               + ', '.join(f'{n} {p} ({p * sp.PAGE >> 20} MiB)' for n, p in merged.items()))
+               + ', '.join(f'{n} {p} ({p * PAGE >> 20} MiB)' for n, p in merged.items()))
 
         hk.HOST.clear_outcome()
         a.destroy()
-        sp.wait_for(lambda: 'still running: no unmerge' in self.new_log(), 30,
-                    what='the hook deciding on the first stop')
+        wait_for(lambda: 'still running: no unmerge' in self.new_log(), 30,
+                 what='the hook deciding on the first stop')
         time.sleep(2)
         self.assertFalse(os.path.exists(hk.OUTCOME), 'an unmerge ran while a guest still merges')
         self.assertTrue(b.http_ok(), 'b stopped serving when a stopped')
@@ -198,15 +200,5 @@ class RealGuestsHook(unittest.TestCase):
         self.lifecycle('10.0')
 
 
-def main():
-    reason = prerequisites()
-    if reason:
-        print(f'SKIP: {reason}')
-        return 77
-    argv = [sys.argv[0], '-v'] + sys.argv[1:]
-    prog = unittest.main(module=__name__, argv=argv, exit=False)
-    return 0 if prog.result.wasSuccessful() else 1
-
-
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(unittest_main(prerequisites()))

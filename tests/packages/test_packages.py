@@ -21,19 +21,16 @@ Exit 77 (skip) with the reason when something it needs is missing, when a
 libvirtd already runs, or when samepage packages are installed already (not
 ours to purge).
 
-    /usr/bin/python3 tests/pylib/taprunner.py tests/packages/test_packages.py
+    PYTHONPATH=python /usr/bin/python3 -m samepage_dev.taprunner tests/packages/test_packages.py
 """
 import contextlib
 import glob
-import grp
 import json
 import os
 import re
 import shlex
 import shutil
 import signal
-import socket
-import stat
 import subprocess
 import sys
 import tempfile
@@ -41,17 +38,21 @@ import time
 import unittest
 import uuid as uuidlib
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, '..', 'pylib'))
-import samepage  # noqa: E402  (tests/pylib)
+from samepage_dev import procs, taprunner
+from samepage_dev.cli import host_value, samepage
+from samepage_dev.knobs import ksm_knobs
+from samepage_dev.paths import PAGE, ROOT, cli_path, find_guest, find_qemu
+from samepage_dev.procs import pid_alive, read_text
+from samepage_dev.testing import note
+from samepage_dev.testing.libvirtd import (LibvirtDaemons, guest_domain_xml, running_elsewhere,
+                                           virsh)
+from samepage_dev.waits import wait_for
 
-ROOT = samepage.ROOT
 PACKAGES = ('libksm0', 'libksm-dev', 'samepage', 'samepage-libvirt-hook', 'samepage-qemu')
 QEMU = '/usr/lib/samepage/qemu-system-x86_64'
 HOOK = '/etc/libvirt/hooks/qemu.d/samepage-ksm'
 CONF = '/etc/samepage/ksm.conf'
 UNIT = '/lib/systemd/system/samepage-tune.service'
-URI = 'qemu:///system'
 NS = 'https://samepage.invalid/xmlns/ksm/1'
 PREFIX = 'samepage-pkgtest-'
 FILL_MIB = 48
@@ -67,62 +68,12 @@ def log(msg):
 
 
 def run(cmd, check=True, timeout=600, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
-    if check and r.returncode != 0:
-        raise AssertionError(f'{cmd!r} exited {r.returncode}:\n{r.stdout[-3000:]}{r.stderr[-3000:]}')
-    return r
-
-
-def virsh(*args, check=True, timeout=120):
-    return run(['virsh', '-q', '-c', URI, *args], check=check, timeout=timeout)
+    return procs.run(cmd, check=check, timeout=timeout, tail=3000, **kw)
 
 
 def installed(pkg):
     r = run(['dpkg-query', '-W', '-f=${db:Status-Status}', pkg], check=False)
     return r.returncode == 0 and r.stdout.strip() not in ('', 'not-installed')
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def stop_pid(pid, timeout=30):
-    """SIGTERM a process we started, SIGKILL if it lingers."""
-    if not pid or not pid_alive(pid):
-        return
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.1)
-    if pid_alive(pid):
-        os.kill(pid, signal.SIGKILL)
-
-
-def socket_answers(path):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def read_text(path):
-    try:
-        with open(path, errors='replace') as f:
-            return f.read()
-    except FileNotFoundError:
-        return ''
 
 
 def tree(paths):
@@ -153,7 +104,7 @@ def package_processes():
 def knobs_now():
     """Every knob as `samepage save` writes them (the build tree's samepage:
     the packaged one is gone after the purge)."""
-    return dict(line.split('=', 1) for line in samepage.samepage('save').stdout.split()
+    return dict(line.split('=', 1) for line in samepage('save').stdout.split()
                 if '=' in line)
 
 
@@ -166,18 +117,18 @@ def prerequisites():
                  'systemd-analyze'):
         if not shutil.which(prog) and not os.path.exists(f'/usr/sbin/{prog}'):
             return f'{prog} is not installed (scripts/setup)'
-    if not os.access(samepage.cli_path(), os.X_OK):
-        return f'{samepage.cli_path()} is not built (ninja -C build)'
-    if not samepage.find_qemu('7.2'):
+    if not os.access(cli_path(), os.X_OK):
+        return f'{cli_path()} is not built (ninja -C build)'
+    if not find_qemu('7.2'):
         return 'the project QEMU 7.2 is not built (scripts/build-qemu): samepage-qemu takes it'
-    if not samepage.find_guest():
+    if not find_guest():
         return 'the guest image is not built yet (scripts/make-guest)'
     have = [p for p in PACKAGES if installed(p)]
     if have:
         return f'{" ".join(have)} installed already: not ours to purge'
-    for sock in ('/run/libvirt/libvirt-sock', '/run/libvirt/virtlogd-sock'):
-        if socket_answers(sock):
-            return f'a libvirt daemon already answers on {sock}: this test starts its own'
+    elsewhere = running_elsewhere()
+    if elsewhere:
+        return elsewhere
     if os.path.isdir('/run/samepage/hook') and os.listdir('/run/samepage/hook'):
         return '/run/samepage/hook holds a hook state: not a test host'
     return None
@@ -193,8 +144,7 @@ class Host:
         self.stack.callback(shutil.rmtree, self.work, ignore_errors=True)
         self.debs = []
         self.file_lists = {}
-        self.libvirtd_pid = None
-        self.syslog = os.path.join(self.work, 'syslog')
+        self.daemons = None
 
     def close(self):
         self.stack.close()
@@ -253,57 +203,9 @@ class Host:
     # --- libvirt ---
 
     def start_libvirt(self):
-        st = self.stack
-        if not os.path.exists('/dev/log') and shutil.which('busybox'):
-            syslogd = subprocess.Popen(['busybox', 'syslogd', '-n', '-O', self.syslog],
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-            def stop_syslogd():
-                syslogd.terminate()
-                syslogd.wait(10)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink('/dev/log')
-            st.callback(stop_syslogd)
-            samepage.wait_for(lambda: os.path.exists('/dev/log'), 10, what='/dev/log')
-        conf = os.path.join(self.work, 'virtlogd.conf')
-        with open(conf, 'w') as f:
-            f.write(f'log_outputs = "3:file:{self.work}/virtlogd.log"\n')
-        pidfile = os.path.join(self.work, 'virtlogd.pid')
-        run(['virtlogd', '-d', '-p', pidfile, '-f', conf])
-        pid = int(samepage.wait_for(lambda: read_text(pidfile).strip(), 30, what=pidfile))
-        st.callback(stop_pid, pid)
-        samepage.wait_for(lambda: socket_answers('/run/libvirt/virtlogd-sock'), 30,
-                          what='virtlogd socket')
-        self._kvm_for_libvirt()
-        conf = os.path.join(self.work, 'libvirtd.conf')
-        with open(conf, 'w') as f:
-            f.write(f'log_outputs = "1:file:{self.work}/libvirtd.log"\n'
-                    'log_filters = "1:hooks 3:*"\n')
-        pidfile = os.path.join(self.work, 'libvirtd.pid')
-        run(['libvirtd', '-d', '-p', pidfile, '-f', conf])
-        self.libvirtd_pid = int(samepage.wait_for(lambda: read_text(pidfile).strip(), 30,
-                                                  what=pidfile))
-        st.callback(stop_pid, self.libvirtd_pid)
-        st.callback(self._cleanup_domains)
-        samepage.wait_for(lambda: virsh('list', check=False).returncode == 0, 60,
-                          what='libvirtd answering')
-
-    def _kvm_for_libvirt(self):
-        """/dev/kvm root:kvm 0660 while libvirtd runs (see tests/libvirt)."""
-        try:
-            st = os.stat('/dev/kvm')
-            kvm_gid = grp.getgrnam('kvm').gr_gid
-        except (OSError, KeyError):
-            return
-        if st.st_gid == kvm_gid and st.st_mode & 0o060 == 0o060:
-            return
-
-        def restore():
-            os.chown('/dev/kvm', -1, st.st_gid)
-            os.chmod('/dev/kvm', stat.S_IMODE(st.st_mode))
-        self.stack.callback(restore)
-        os.chown('/dev/kvm', -1, kvm_gid)
-        os.chmod('/dev/kvm', stat.S_IMODE(st.st_mode) | 0o660)
+        self.daemons = LibvirtDaemons(self.work, self.stack)
+        self.daemons.start()
+        self.stack.callback(self._cleanup_domains)
 
     def _cleanup_domains(self):
         out = virsh('list', '--all', '--name', check=False).stdout
@@ -313,7 +215,7 @@ class Host:
                 virsh('undefine', name, check=False)
 
     def define(self, name, seed):
-        guest = samepage.find_guest()
+        guest = find_guest()
         kernel = os.path.join(self.work, 'vmlinuz')
         initrd = os.path.join(self.work, 'initramfs.img')
         if not os.path.exists(kernel):
@@ -321,29 +223,10 @@ class Host:
             shutil.copy(guest['initrd'], initrd)
         uuid = str(uuidlib.uuid4())
         console = os.path.join(self.work, f'{name}.console')
-        xml = f"""<domain type='qemu'>
-  <name>{name}</name>
-  <uuid>{uuid}</uuid>
-  <memory unit='MiB'>160</memory>
-  <vcpu>1</vcpu>
-  <metadata><ksm:policy xmlns:ksm="{NS}" merge="yes" group="pkgtest"/></metadata>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{kernel}</kernel>
-    <initrd>{initrd}</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1 samepage.workload=fill samepage.mib={FILL_MIB} samepage.seed={seed}</cmdline>
-  </os>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>{QEMU}</emulator>
-    <controller type='usb' model='none'/>
-    <serial type='file'><source path='{console}'/><target port='0'/></serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
+        xml = guest_domain_xml(
+            name, uuid, 160, f'<ksm:policy xmlns:ksm="{NS}" merge="yes" group="pkgtest"/>',
+            kernel, initrd, 'console=ttyS0 quiet panic=-1 samepage.workload=fill '
+            f'samepage.mib={FILL_MIB} samepage.seed={seed}', QEMU, console)
         path = os.path.join(self.work, f'{name}.xml')
         with open(path, 'w') as f:
             f.write(xml)
@@ -351,7 +234,7 @@ class Host:
         return uuid, console
 
     def hook_log(self):
-        return read_text(self.syslog) + read_text(os.path.join(self.work, 'libvirtd.log'))
+        return read_text(self.daemons.syslog) + read_text(self.daemons.libvirtd_log)
 
 
 def unit_exec_lines(path):
@@ -379,7 +262,7 @@ class TestPackages(unittest.TestCase):
         cls.host = Host()
         # The knobs as they were: put back at the very end whatever happens
         # (entered first, so it is undone last).
-        cls.knobs_cm = samepage.ksm_knobs()
+        cls.knobs_cm = ksm_knobs()
         cls.knobs_cm.__enter__()
         cls.before = {'knobs': knobs_now(), 'tree': tree(WATCHED),
                       'procs': set(package_processes())}
@@ -412,7 +295,7 @@ class TestPackages(unittest.TestCase):
         self.assertEqual(names, sorted(PACKAGES))
         self.assertIn('samepage-qemu: /var/cache/samepage/qemu/build-', out,
                       'samepage-qemu did not come from scripts/build-qemu\'s cache')
-        samepage.note(f'dpkg-buildpackage -b: {len(names)} packages in {seconds:.0f} s')
+        note(f'dpkg-buildpackage -b: {len(names)} packages in {seconds:.0f} s')
 
     def test_02_lintian(self):
         r = run(['lintian', '--info', '--display-info', self.host.changes], check=False,
@@ -421,7 +304,7 @@ class TestPackages(unittest.TestCase):
         errors = [l for l in tags if l.startswith('E: ')]
         warnings = [l for l in tags if l.startswith('W: ')]
         for l in tags:
-            samepage.note(f'lintian: {l}')
+            note(f'lintian: {l}')
         self.assertEqual(errors, [], 'lintian errors')
         self.assertEqual(warnings, [], 'lintian warnings (fix them, or override with a comment '
                                        'in debian/*.lintian-overrides)')
@@ -505,8 +388,8 @@ class TestPackages(unittest.TestCase):
                                     stderr=subprocess.STDOUT, text=True)
             try:
                 # It takes over the knobs (advisor off, its own rate, ksmd on).
-                samepage.wait_for(lambda: knobs_now().get('run') == '1', 20,
-                                  what='samepage tune starting ksmd')
+                wait_for(lambda: knobs_now().get('run') == '1', 20,
+                         what='samepage tune starting ksmd')
                 reload = [a.replace('$MAINPID', str(tune.pid)) for a in lines['ExecReload']]
                 run(reload)
                 time.sleep(1)
@@ -514,7 +397,7 @@ class TestPackages(unittest.TestCase):
             finally:
                 tune.send_signal(signal.SIGTERM)
                 out, _ = tune.communicate(timeout=30)
-            samepage.note(f'samepage tune said: {out.strip().splitlines()[-1] if out.strip() else ""}')
+            note(f'samepage tune said: {out.strip().splitlines()[-1] if out.strip() else ""}')
             run(lines['ExecStopPost'])
             self.assertEqual(knobs_now(), start_knobs, 'ExecStopPost did not restore the knobs')
         finally:
@@ -527,8 +410,8 @@ class TestPackages(unittest.TestCase):
         for i, _ in enumerate(guests):
             virsh('start', f'{PREFIX}{i}')
         for _, console in guests:
-            samepage.wait_for(lambda: 'SAMEPAGE-FILLED' in read_text(console), 180,
-                              what='the guests filled')
+            wait_for(lambda: 'SAMEPAGE-FILLED' in read_text(console), 180,
+                     what='the guests filled')
         # The hook recorded both guests and started ksmd and samepage tune.
         states = sorted(f[:-6] for f in os.listdir('/run/samepage/hook') if f.endswith('.state'))
         self.assertEqual(states, sorted(u for u, _ in guests))
@@ -538,17 +421,17 @@ class TestPackages(unittest.TestCase):
         # The packaged QEMU answers samepage's QMP command.
         stats = json.loads(virsh('qemu-monitor-command', f'{PREFIX}0',
                                  '{"execute":"query-ksm-stats"}').stdout)
-        self.assertEqual(stats['return']['page-size'], samepage.PAGE)
+        self.assertEqual(stats['return']['page-size'], PAGE)
         # The two guests' identical fill merges.
-        samepage.wait_for(lambda: samepage.host_value('pages_sharing') >= FILL_MIB * 256 // 2,
-                          120, what='the guests\' fill merging')
+        wait_for(lambda: host_value('pages_sharing') >= FILL_MIB * 256 // 2,
+                 120, what='the guests\' fill merging')
         TestPackages.tune_pid = tune_pid
 
     def test_08_purge_while_guests_run(self):
         r = self.host.purge()
         out = r.stdout + r.stderr
-        samepage.note('purge: ' + ' | '.join(l for l in out.splitlines()
-                                             if 'samepage-libvirt-hook:' in l))
+        note('purge: ' + ' | '.join(l for l in out.splitlines()
+                                    if 'samepage-libvirt-hook:' in l))
         for p in PACKAGES:
             self.assertFalse(installed(p), p)
         tune_pid = getattr(TestPackages, 'tune_pid', None)
@@ -567,7 +450,7 @@ class TestPackages(unittest.TestCase):
         self.assertEqual(knobs_now(), self.before['knobs'])
         # The guests still run (on the QEMU the purge deleted, as any
         # upgrade of a QEMU package leaves running guests): nothing merged.
-        self.assertEqual(samepage.host_value('pages_sharing'), 0)
+        self.assertEqual(host_value('pages_sharing'), 0)
         guests = {int(read_text(f'/run/libvirt/qemu/{PREFIX}{i}.pid').strip()) for i in range(2)}
         procs = {p: e for p, e in package_processes().items()
                  if p not in self.before['procs'] and p not in guests}
@@ -575,14 +458,12 @@ class TestPackages(unittest.TestCase):
         # Once the guests are gone, nothing of the packages runs.
         for i in range(2):
             virsh('destroy', f'{PREFIX}{i}')
-        samepage.wait_for(lambda: not any(pid_alive(p) for p in guests), 30,
-                          what='the guests\' QEMUs to exit')
+        wait_for(lambda: not any(pid_alive(p) for p in guests), 30,
+                 what='the guests\' QEMUs to exit')
         procs = {p: e for p, e in package_processes().items() if p not in self.before['procs']}
         self.assertEqual(procs, {}, 'processes of the packages still run')
 
 
 if __name__ == '__main__':
-    sys.path.insert(0, os.path.join(HERE, '..', 'pylib'))
-    import taprunner  # noqa: E402
     sys.argv[1:] = [__file__]
     sys.exit(taprunner.main())

@@ -3,67 +3,29 @@ built QEMU, without a guest: the qtest accelerator writes guest RAM
 (`memset`), so pages can be made identical and merged by the real ksmd.
 
 Run for one QEMU version, chosen by SAMEPAGE_QEMU_VERSION (7.2 or 10.0):
-    SAMEPAGE_QEMU_VERSION=7.2 tests/pylib/taprunner.py tests/qemu/test_backend.py
+    PYTHONPATH=python SAMEPAGE_QEMU_VERSION=7.2 python3 -m samepage_dev.taprunner tests/qemu/test_backend.py
 """
-import json
 import os
 import re
 import shutil
-import socket
 import tempfile
 import time
 import unittest
 
-import samepage as sp
+from samepage_dev.cgroups import MemoryCgroup, PidsCgroup
+from samepage_dev.cli import host_stats, samepage
+from samepage_dev.knobs import ksm_knobs
+from samepage_dev.pages import independent_range_count, ram_range, smaps_mergeable
+from samepage_dev.paths import PAGE, MiB
+from samepage_dev.qmp import QMP, query_ksm_stats_fresh
+from samepage_dev.testing import note, require_qemu, require_root
+from samepage_dev.waits import wait_for, wait_full_scans
 
 VERSION = os.environ.get('SAMEPAGE_QEMU_VERSION', '7.2')
-MiB = 1 << 20
 GUEST_RAM_BASE = 0x100000   # fill above the first MiB (BIOS/VGA holes below)
 
 # Scan fast while a test waits for merging.
 FAST_KSM = dict(run=1, pages_to_scan=20000, sleep_millisecs=0)
-
-
-class RawQmp:
-    """A QMP monitor spoken to over its socket, so that several requests go
-    out at once (pipelined, or on several monitors) before any answer is
-    read."""
-
-    def __init__(self, path, registry):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
-        self.buf = b''
-        self.events = []
-        registry.append(self)
-        self.read()                                     # the greeting
-        self.send({'execute': 'qmp_capabilities'})
-        assert 'return' in self.read()
-
-    def send(self, *cmds):
-        self.sock.sendall(b''.join(json.dumps(c).encode() + b'\n' for c in cmds))
-
-    def read(self, timeout=60):
-        """The next message that is not an event."""
-        self.sock.settimeout(timeout)
-        while True:
-            while b'\n' not in self.buf:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    raise AssertionError('QMP monitor closed')
-                self.buf += chunk
-            line, _, self.buf = self.buf.partition(b'\n')
-            msg = json.loads(line)
-            if 'event' in msg:
-                self.events.append(msg)
-                continue
-            return msg
-
-    def cmd(self, name, **args):
-        self.send({'execute': name, 'arguments': args})
-        return self.read()
-
-    def close(self):
-        self.sock.close()
 
 
 class QemuTestCase(unittest.TestCase):
@@ -72,12 +34,12 @@ class QemuTestCase(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        sp.require_root(cls)
-        cls.paths = sp.require_qemu(VERSION)
+        require_root(cls)
+        cls.paths = require_qemu(VERSION)
 
     def setUp(self):
         self.vms = []
-        self.knobs = sp.ksm_knobs()
+        self.knobs = ksm_knobs()
         self.knobs.__enter__()
         self.addCleanup(self.knobs.__exit__, None, None, None)
 
@@ -116,7 +78,7 @@ class QemuTestCase(unittest.TestCase):
 
     def fresh_stats(self, vm):
         """An exact answer with counts from a walk started after this call."""
-        return sp.query_ksm_stats_fresh(lambda **a: self.stats(vm, **a))
+        return query_ksm_stats_fresh(lambda **a: self.stats(vm, **a))
 
     def backend(self, vm, bid, exact=True):
         """A backend's figures: with exact counts from a fresh walk, or the
@@ -128,8 +90,11 @@ class QemuTestCase(unittest.TestCase):
         self.fail(f'backend {bid} not in query-ksm-stats')
 
     def monitor(self, vm):
-        """A second QMP monitor of vm, spoken to directly (RawQmp)."""
-        return RawQmp(vm.qmp_extra[len(vm.raw_monitors)], vm.raw_monitors)
+        """A second QMP monitor of vm, spoken to directly (samepage_dev.qmp:
+        several requests can go out before any answer is read)."""
+        mon = QMP(vm.qmp_extra[len(vm.raw_monitors)], timeout=60)
+        vm.raw_monitors.append(mon)
+        return mon.connect(wait=0)
 
     def assert_alive(self, vm):
         r = vm.qmp('query-status')
@@ -142,8 +107,8 @@ class QemuTestCase(unittest.TestCase):
         vm = self.launch('-object', f'memory-backend-ksm,id=m0,size={mem}M', mem=mem,
                          machine=machine, monitors=1)
         self.fill_identical(vm, mib)
-        sp.samepage('set', *[f'{k}={v}' for k, v in FAST_KSM.items()])
-        self.wait_merged(vm, 'm0', mib * MiB // sp.PAGE * 9 // 10)
+        samepage('set', *[f'{k}={v}' for k, v in FAST_KSM.items()])
+        self.wait_merged(vm, 'm0', mib * MiB // PAGE * 9 // 10)
         return vm
 
     def wait_job(self, vm, job_id, timeout=60):
@@ -153,7 +118,7 @@ class QemuTestCase(unittest.TestCase):
             if jobs:
                 seen.append(jobs[0])
             return jobs and jobs[0]['status'] == 'concluded'
-        sp.wait_for(concluded, timeout, interval=0.01, what=f'job {job_id} to conclude')
+        wait_for(concluded, timeout, interval=0.01, what=f'job {job_id} to conclude')
         return seen
 
     def pause_then_cancel(self, vm, bid):
@@ -179,7 +144,7 @@ class QemuTestCase(unittest.TestCase):
         def paused():
             jobs = vm.qmp('query-jobs')['return']
             return jobs and jobs[0]['status'] in ('paused', 'standby')
-        sp.wait_for(paused, 30, interval=0.01, what='the job to pause')
+        wait_for(paused, 30, interval=0.01, what='the job to pause')
         self.assertEqual(vm.qmp('job-cancel', id='c'), {'return': {}})
         final = self.wait_job(vm, 'c')[-1]
         self.assertGreater(final['current-progress'], 0, 'a first chunk was done')
@@ -187,8 +152,8 @@ class QemuTestCase(unittest.TestCase):
         return final
 
     def wait_merged(self, vm, bid, pages, timeout=60):
-        return sp.wait_for(lambda: self.backend(vm, bid)['merged-pages'] >= pages, timeout,
-                           what=f'{pages} merged pages in {bid}')
+        return wait_for(lambda: self.backend(vm, bid)['merged-pages'] >= pages, timeout,
+                        what=f'{pages} merged pages in {bid}')
 
 
 class TestType(QemuTestCase):
@@ -228,8 +193,8 @@ class TestType(QemuTestCase):
                 self.assertEqual(by_id['ram']['mergeable'], mem_merge == 'on')
                 # The test's own reading of smaps agrees.
                 for bid, size in (('m0', 128 * MiB), ('off', 48 * MiB)):
-                    start, length = sp.ram_range(pid, size)
-                    self.assertEqual(sp.smaps_mergeable(pid, start, length),
+                    start, length = ram_range(pid, size)
+                    self.assertEqual(smaps_mergeable(pid, start, length),
                                      size if by_id[bid]['merge'] else 0, bid)
                 vm.shutdown()
                 self.vms.remove(vm)
@@ -237,14 +202,14 @@ class TestType(QemuTestCase):
     def test_qom_set_merge_toggles(self):
         vm = self.launch('-object', 'memory-backend-ksm,id=m0,size=128M')
         pid = vm.get_pid()
-        start, length = sp.ram_range(pid, 128 * MiB)
+        start, length = ram_range(pid, 128 * MiB)
         for value in (False, True, False):
             self.assertEqual(vm.qmp('qom-set', path='/objects/m0', property='merge', value=value),
                              {'return': {}})
             b = self.backend(vm, 'm0')
             self.assertEqual(b['merge'], value)
             self.assertEqual(b['mergeable'], value)
-            self.assertEqual(sp.smaps_mergeable(pid, start, length), length if value else 0)
+            self.assertEqual(smaps_mergeable(pid, start, length), length if value else 0)
 
     def test_share_on_refused(self):
         vm = self.launch()
@@ -290,9 +255,9 @@ class TestStats(QemuTestCase):
     def test_host_figures_agree_with_libksm(self):
         vm = self.launch('-object', 'memory-backend-ksm,id=m0,size=128M')
         # ksmd stopped: the counters hold still while both are read.
-        sp.samepage('set', 'run=0')
+        samepage('set', 'run=0')
         host = self.stats(vm)['host']
-        mine = sp.host_stats()
+        mine = host_stats()
         self.assertTrue(host['available'])
         theirs = {**mine['knobs'], **mine['counters']}
         theirs['advisor_mode'] = theirs.get('advisor_mode')
@@ -342,13 +307,13 @@ class TestUnmerge(QemuTestCase):
         b = self.backend(vm, 'm0')
         self.assertEqual((b['merged-pages'], b['merge'], b['mergeable']), (0, False, False))
         # ksmd keeps running: the pages stay unmerged.
-        sp.wait_full_scans(2)
+        wait_full_scans(2)
         self.assertEqual(self.backend(vm, 'm0')['merged-pages'], 0)
 
     def test_unmerge_cancel(self):
         vm = self.merged_vm(mib=512, mem=1024)
         # No re-merging while the result is read; ksmd ends its batch first.
-        sp.samepage('set', 'run=0')
+        samepage('set', 'run=0')
         time.sleep(0.5)
         # Pause at the first chunk boundary, then cancel: deterministic.
         final = self.pause_then_cancel(vm, 'm0')
@@ -359,9 +324,9 @@ class TestUnmerge(QemuTestCase):
         self.assertGreater(b['merged-pages'], 0, 'pages not reached stay merged')
         # The job walks the backend from its start; the fill begins
         # GUEST_RAM_BASE into it.
-        reached = final['current-progress'] // sp.PAGE - GUEST_RAM_BASE // sp.PAGE
+        reached = final['current-progress'] // PAGE - GUEST_RAM_BASE // PAGE
         self.assertGreater(reached, 0)
-        self.assertLessEqual(b['merged-pages'], 512 * MiB // sp.PAGE - reached,
+        self.assertLessEqual(b['merged-pages'], 512 * MiB // PAGE - reached,
                              'pages the job reached were unmerged')
         self.assert_alive(vm)
 
@@ -378,7 +343,7 @@ class TestUnmerge(QemuTestCase):
         self.refused_without_headroom(vm, in_job=True)
 
     def refused_without_headroom(self, vm, in_job):
-        cg = sp.MemoryCgroup('qemu-unmerge', 1 << 40)
+        cg = MemoryCgroup('qemu-unmerge', 1 << 40)
         self.addCleanup(cg.remove)
         self.addCleanup(lambda: vm.shutdown())
         cg.add(vm.get_pid())
@@ -450,10 +415,10 @@ class TestUnmergeRestores(QemuTestCase):
                          '-object', 'memory-backend-ksm,id=off,size=4G,merge=off',
                          monitors=1)
         pid = vm.get_pid()
-        start, length = sp.ram_range(pid, 4096 * MiB)
-        self.assertEqual(sp.smaps_mergeable(pid, start, length), 0)
+        start, length = ram_range(pid, 4096 * MiB)
+        self.assertEqual(smaps_mergeable(pid, start, length), 0)
         self.pause_then_cancel(vm, 'off')
-        self.assertEqual(sp.smaps_mergeable(pid, start, length), 0,
+        self.assertEqual(smaps_mergeable(pid, start, length), 0,
                          'a cancelled unmerge registered merge=off memory with KSM')
         b = self.backend(vm, 'off')
         self.assertEqual((b['merge'], b['mergeable'], b['mergeable-size']), (False, False, 0))
@@ -464,11 +429,11 @@ class TestUnmergeRestores(QemuTestCase):
         vm = self.launch('-object', 'memory-backend-ram,id=pc.ram,size=2G', ram='pc.ram',
                          mem=2048, machine='pc,mem-merge=off', monitors=1)
         pid = vm.get_pid()
-        start, length = sp.ram_range(pid, 2048 * MiB)
+        start, length = ram_range(pid, 2048 * MiB)
         self.fill_identical(vm, 200)
-        self.assertEqual(sp.smaps_mergeable(pid, start, length), 0)
+        self.assertEqual(smaps_mergeable(pid, start, length), 0)
         self.pause_then_cancel(vm, 'pc.ram')
-        self.assertEqual(sp.smaps_mergeable(pid, start, length), 0,
+        self.assertEqual(smaps_mergeable(pid, start, length), 0,
                          'a cancelled unmerge registered pc.ram with KSM under <nosharepages/>')
         self.assertFalse(self.backend(vm, 'pc.ram', exact=False)['mergeable'])
 
@@ -480,15 +445,15 @@ class TestUnmergeRestores(QemuTestCase):
         vm = self.launch('-object', 'memory-backend-ram,id=pc.ram,size=128M,merge=off',
                          ram='pc.ram')
         pid = vm.get_pid()
-        start, length = sp.ram_range(pid, 128 * MiB)
-        self.assertEqual(sp.smaps_mergeable(pid, start, length), length)
+        start, length = ram_range(pid, 128 * MiB)
+        self.assertEqual(smaps_mergeable(pid, start, length), length)
         self.fill_identical(vm, 96)
-        sp.samepage('set', *[f'{k}={v}' for k, v in FAST_KSM.items()])
-        self.wait_merged(vm, 'pc.ram', 96 * MiB // sp.PAGE * 9 // 10)
-        sp.samepage('set', 'run=0')
+        samepage('set', *[f'{k}={v}' for k, v in FAST_KSM.items()])
+        self.wait_merged(vm, 'pc.ram', 96 * MiB // PAGE * 9 // 10)
+        samepage('set', 'run=0')
         time.sleep(0.5)
 
-        cg = sp.MemoryCgroup('qemu-unmerge-fail', 1 << 40)
+        cg = MemoryCgroup('qemu-unmerge-fail', 1 << 40)
         self.addCleanup(cg.remove)
         self.addCleanup(lambda: vm.shutdown())
         cg.add(pid)
@@ -516,7 +481,7 @@ class TestUnmergeRestores(QemuTestCase):
         r = vm.qmp('ksm-unmerge', id='pc.ram', force=True,
                    **{'job-id': 'f', 'auto-dismiss': False})
         self.assertEqual(r, {'return': {}})
-        sp.wait_for(hit_limit, 60, interval=0.01, what='the unmerge to reach the limit')
+        wait_for(hit_limit, 60, interval=0.01, what='the unmerge to reach the limit')
         time.sleep(1)       # libksm retries EAGAIN for 31 ms, then the job fails
         cg._write(limit_file, str(1 << 40))
         final = self.wait_job(vm, 'f')[-1]
@@ -524,7 +489,7 @@ class TestUnmergeRestores(QemuTestCase):
         done = final['current-progress']
         self.assertGreater(done, 0)
         self.assertLess(done, length)
-        self.assertEqual(sp.smaps_mergeable(pid, start, done), 0,
+        self.assertEqual(smaps_mergeable(pid, start, done), 0,
                          'a failed unmerge registered merge=off memory with KSM again')
         self.assert_alive(vm)
 
@@ -539,7 +504,7 @@ class TestNoThreadToSpare(QemuTestCase):
         vm = self.launch('-object', 'memory-backend-ksm,id=m0,size=128M')
         pid = vm.get_pid()
         self.fill_identical(vm, 16)
-        cg = sp.PidsCgroup('qemu-no-thread')
+        cg = PidsCgroup('qemu-no-thread')
         self.addCleanup(cg.remove)
         self.addCleanup(lambda: vm.shutdown())
         cg.add(pid)
@@ -569,10 +534,10 @@ class TestWalk(QemuTestCase):
 
     def merged(self, vm, bid, mib, base=GUEST_RAM_BASE):
         vm.qtest(f'memset {base:#x} {mib * MiB:#x} 0x5a')
-        sp.samepage('set', *[f'{k}={v}' for k, v in FAST_KSM.items()])
-        sp.wait_for(lambda: self.backend(vm, bid)['merged-pages'] >= mib * MiB // sp.PAGE * 9 // 10,
-                    120, what=f'{mib} MiB merged in {bid}')
-        sp.samepage('set', 'run=0')
+        samepage('set', *[f'{k}={v}' for k, v in FAST_KSM.items()])
+        wait_for(lambda: self.backend(vm, bid)['merged-pages'] >= mib * MiB // PAGE * 9 // 10,
+                 120, what=f'{mib} MiB merged in {bid}')
+        samepage('set', 'run=0')
         time.sleep(0.3)
 
     def test_default_answer_walks_nothing(self):
@@ -614,15 +579,15 @@ class TestWalk(QemuTestCase):
         pid = vm.get_pid()
         for _ in range(3):
             first = self.backend(vm, 'm0')
-            mine = sp.independent_range_count(pid, *sp.ram_range(pid, 128 * MiB))
+            mine = independent_range_count(pid, *ram_range(pid, 128 * MiB))
             again = self.backend(vm, 'm0')
             keys = ('merged-pages', 'zero-pages', 'resident-pages')
             if all(first[k] == again[k] for k in keys):
                 break
-            sp.note(f'figures moved ({first} -> {again}): again')
+            note(f'figures moved ({first} -> {again}): again')
         self.assertEqual((first['merged-pages'], first['zero-pages'], first['resident-pages']),
                          (mine['ksm'], mine['zero'], mine['present']))
-        self.assertGreater(first['merged-pages'], 64 * MiB // sp.PAGE * 9 // 10)
+        self.assertGreater(first['merged-pages'], 64 * MiB // PAGE * 9 // 10)
 
     def test_concurrent_exact_requests_share_one_walk(self):
         n = 8
@@ -659,7 +624,7 @@ class TestWalk(QemuTestCase):
     def test_unplug_during_walk(self):
         vm = self.dimm_vm(512)
         pid = vm.get_pid()
-        self.assertIsNotNone(sp.ram_range(pid, 512 * MiB))
+        self.assertIsNotNone(ram_range(pid, 512 * MiB))
         mon = self.monitor(vm)
         self.assertEqual(vm.qmp('device_del', id='dimm0'), {'return': {}})
         mon.send({'execute': 'query-ksm-stats', 'arguments': {'exact': True, 'max-age': 0}})
@@ -668,8 +633,8 @@ class TestWalk(QemuTestCase):
         started = mon.read()['return']['count']
         self.assertTrue(started['counting'])
         self.assertEqual(mon.read(), {'return': {}}, 'object-del during the walk')
-        sp.wait_for(lambda: not self.stats(vm, exact=True, **{'max-age': 10 ** 9})['count']['counting'],
-                    60, interval=0.01, what='the walk to end')
+        wait_for(lambda: not self.stats(vm, exact=True, **{'max-age': 10 ** 9})['count']['counting'],
+                 60, interval=0.01, what='the walk to end')
         answer = self.stats(vm, exact=True, **{'max-age': 10 ** 9})
         self.assertEqual(answer['count']['removed'], ['hp'])
         self.assertEqual(answer['count']['walks'], started['walks'])
@@ -677,15 +642,15 @@ class TestWalk(QemuTestCase):
         # Freed once the walk dropped its reference (QEMU unmaps RAM blocks
         # after an RCU grace period).
         def freed():
-            left = sp.ram_range(pid, 512 * MiB)
+            left = ram_range(pid, 512 * MiB)
             return not (left and left[1] == 512 * MiB)
-        sp.wait_for(freed, 30, interval=0.05, what='hp\'s memory to be unmapped')
+        wait_for(freed, 30, interval=0.05, what='hp\'s memory to be unmapped')
         self.assert_alive(vm)
 
     def test_unplug_during_unmerge_preflight(self):
         vm = self.dimm_vm(256)
         pid = vm.get_pid()
-        cg = sp.MemoryCgroup('qemu-preflight', 1 << 40)
+        cg = MemoryCgroup('qemu-preflight', 1 << 40)
         self.addCleanup(cg.remove)
         self.addCleanup(lambda: vm.shutdown())
         cg.add(pid)

@@ -47,12 +47,14 @@ import signal
 import threading
 import time
 
-from common import ENV, MiB, PAGE, BenchError, PeerAbsent, fmt, ksm_clean, ksm_stats, ksm_value, \
-    load_note, log, table
-from convergence import census_bound, generic_disturbance
-from guest import Guest
-from policies import Advisor, KernelDefaults, Ksmtuned, Samepage
-from sampler import Sampler, value_at
+from samepage_dev.bench.common import (ENV, BenchError, PeerAbsent, fmt, ksm_clean, ksm_stats,
+                                       load_note, log, table)
+from samepage_dev.bench.convergence import census_bound, generic_disturbance
+from samepage_dev.bench.guest import Guest
+from samepage_dev.bench.policies import Advisor, KernelDefaults, Ksmtuned, Samepage
+from samepage_dev.bench.sampler import Sampler, value_at
+from samepage_dev.cli import stats_value
+from samepage_dev.paths import PAGE, MiB
 
 PEERS = ('defaults', 'ksmtuned', 'advisor')
 COLORS = {'defaults': '#7f7f7f', 'ksmtuned': '#ff7f0e', 'advisor': '#2ca02c',
@@ -185,7 +187,7 @@ def run_policy(policy, setup, o):
     ksm_clean()
     note = load_note()
     # Left as the host has it, the same for every policy (see README: Smart scan).
-    smart = ksm_value(ksm_stats(), 'smart_scan')
+    smart = stats_value(ksm_stats(), 'smart_scan')
     sampler = TimelineSampler(o.sample_ms)
     watches = {}
     running = []

@@ -24,10 +24,12 @@ import os
 import subprocess
 import time
 
-from common import MiB, PAGE, BenchError, PeerAbsent, fmt, ksm_clean, samepage, load_note, log, table
-from guest import Guest, start_all, stop_all_guests
-from policies import Advisor, KernelDefaults, Ksmtuned, Samepage
-from sampler import Sampler, crossing, value_at
+from samepage_dev.bench.common import (BenchError, PeerAbsent, fmt, ksm_clean, load_note, log,
+                                       samepage, table)
+from samepage_dev.paths import MiB, PAGE
+from samepage_dev.bench.guest import Guest, start_all, stop_all_guests
+from samepage_dev.bench.policies import Advisor, KernelDefaults, Ksmtuned, Samepage
+from samepage_dev.bench.sampler import Sampler, crossing, value_at
 
 LEVELS = (0.5, 0.9, 0.95)
 

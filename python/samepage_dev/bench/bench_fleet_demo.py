@@ -23,9 +23,10 @@ import os
 import shutil
 import tempfile
 
-from common import MiB, PAGE, ksm_clean, ksm_set, load_note, log, samepage, table
-from guest import Guest, start_all, stop_all_guests
-from bench_fleet import across_merged, converge, fingerprint, make_key
+from samepage_dev.bench.bench_fleet import across_merged, converge, fingerprint, make_key
+from samepage_dev.bench.common import ksm_clean, ksm_set, load_note, log, samepage, table
+from samepage_dev.bench.guest import Guest, start_all, stop_all_guests
+from samepage_dev.paths import PAGE, MiB
 
 CAPACITY_MIB = 1024
 WEB = 8200

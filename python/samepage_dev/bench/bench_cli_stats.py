@@ -21,7 +21,8 @@ import os
 import subprocess
 import time
 
-from common import ENV, BenchError, load_note, log, median, percentile, spawn, stop, table
+from samepage_dev.bench.common import (BenchError, ENV, load_note, log, median, percentile, spawn,
+                                       stop, table)
 
 COUNTS = (1, 8, 64)
 TARGET_MS = 50.0

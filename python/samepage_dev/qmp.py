@@ -1,12 +1,18 @@
-"""A minimal synchronous QMP client over a unix socket.
+"""A minimal synchronous QMP client over a unix socket, for what QEMU's own
+qemu.qmp (through qemu.machine.QEMUMachine, which the guest tests use) does
+not do: measure round trips with nothing in between (the benchmarks: one
+sendall, then reading lines until the reply; no event loop), send several
+requests before reading any answer (pipelined, or on several monitors at
+once: tests/qemu), and run in any thread (LatencyProbe).  Events that arrive
+meanwhile are kept in .events.
 
-The benchmarks measure QMP round-trip latency, so the client does as little as
-possible between sending a command and reading its answer: one sendall, then
-reading lines until the reply (events that arrive meanwhile are kept).
+Also query_ksm_stats_fresh(), for either client.
 """
 import json
 import socket
 import time
+
+from samepage_dev.repeater import Repeater
 
 
 class QMPError(Exception):
@@ -55,18 +61,31 @@ class QMP:
         line, _, self.buf = self.buf.partition(b'\n')
         return json.loads(line)
 
+    def send(self, *msgs):
+        """Send messages ({'execute': ...}) in one write, answers unread."""
+        self.sock.sendall(b''.join(json.dumps(m).encode() + b'\n' for m in msgs))
+
+    def read(self, timeout=None):
+        """The next message that is not an event (kept in .events)."""
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        try:
+            while True:
+                r = self._read_msg()
+                if 'event' not in r:
+                    return r
+                self.events.append(r)
+        finally:
+            if timeout is not None:
+                self.sock.settimeout(self.timeout)
+
     def raw(self, execute, **args):
         """Send a command; return the whole reply ({'return': ...} or {'error': ...})."""
         msg = {'execute': execute}
         if args:
             msg['arguments'] = args
-        self.sock.sendall(json.dumps(msg).encode() + b'\n')
-        while True:
-            r = self._read_msg()
-            if 'event' in r:
-                self.events.append(r)
-                continue
-            return r
+        self.send(msg)
+        return self.read()
 
     def cmd(self, execute, **args):
         r = self.raw(execute, **args)
@@ -102,32 +121,41 @@ class QMP:
                 self.events.append(r)
 
 
-class LatencyProbe:
+class LatencyProbe(Repeater):
     """Round trips of one command on its own QMP connection, in a thread:
     start(), stop() -> list of seconds."""
 
     def __init__(self, qmp, command='query-status', pause=0.005):
-        import threading
+        super().__init__(pause)
         self.qmp = qmp
         self.command = command
-        self.pause = pause
         self.rtts = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self):
-        while not self._stop.is_set():
-            t, r = self.qmp.timed(self.command)
-            if 'error' in r:
-                raise QMPError(f'{self.command}: {r["error"]}')
-            self.rtts.append(t)
-            self._stop.wait(self.pause)
-
-    def start(self):
-        self._thread.start()
-        return self
+    def once(self):
+        t, r = self.qmp.timed(self.command)
+        if 'error' in r:
+            raise QMPError(f'{self.command}: {r["error"]}')
+        self.rtts.append(t)
 
     def stop(self):
-        self._stop.set()
-        self._thread.join(10)
+        super().stop()
         return self.rtts
+
+
+def query_ksm_stats_fresh(query, timeout=120):
+    """query-ksm-stats with exact counts from a walk that started after this
+    call.  Walks run in QEMU's worker thread; an exact answer carries the
+    latest finished walk's counts and their age, and starts a walk when they
+    are older than max-age.  query(**args) returns the answer's "return".
+    No walk is running when it returns: a poll that came a little late may
+    have started one more, which a caller counting walks must not meet."""
+    t0 = time.monotonic()
+    while True:
+        elapsed_ms = int((time.monotonic() - t0) * 1000)
+        r = query(exact=True, **{'max-age': elapsed_ms})
+        age = r['count'].get('age')
+        if age is not None and age <= elapsed_ms and not r['count'].get('counting'):
+            return r
+        if elapsed_ms > timeout * 1000:
+            raise AssertionError(f'no walk of query-ksm-stats finished in {timeout} s: {r["count"]}')
+        time.sleep(0.005)

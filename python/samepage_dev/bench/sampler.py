@@ -5,7 +5,7 @@ import json
 import subprocess
 import threading
 
-from common import ENV, BenchError, spawn, stop
+from samepage_dev.bench.common import BenchError, ENV, spawn, stop
 
 
 class Sampler:

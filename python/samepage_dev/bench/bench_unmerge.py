@@ -21,10 +21,12 @@ import subprocess
 import tempfile
 import time
 
-from common import ENV, MiB, PAGE, BenchError, PeerAbsent, fmt, ksm_clean, ksm_set, ksm_stats, \
-    ksm_value, samepage, load_note, log, percentile, table
-from guest import Guest, start_all, stop_all_guests
-from qmp import LatencyProbe
+from samepage_dev.bench.common import (ENV, BenchError, PeerAbsent, fmt, ksm_clean, ksm_set,
+                                       ksm_stats, load_note, log, percentile, samepage, table)
+from samepage_dev.cli import stats_value
+from samepage_dev.paths import PAGE, MiB
+from samepage_dev.bench.guest import Guest, start_all, stop_all_guests
+from samepage_dev.qmp import LatencyProbe
 
 LOCK = '/run/samepage/ksm.lock'
 
@@ -48,10 +50,10 @@ def merge_fast(guests, fill_pages, timeout=180):
 def settle_scan(smoke, timeout=120):
     """Two full scans at full speed (the unmerged guests are no longer
     mergeable: nothing new merges there), then ksmd stopped."""
-    start = ksm_value(ksm_stats(), 'full_scans') or 0
+    start = stats_value(ksm_stats(), 'full_scans') or 0
     ksm_set('advisor_mode=none', 'pages_to_scan=20000', 'sleep_millisecs=0', 'run=1')
     deadline = time.monotonic() + (20 if smoke else timeout)
-    while time.monotonic() < deadline and (ksm_value(ksm_stats(), 'full_scans') or 0) < start + 2:
+    while time.monotonic() < deadline and (stats_value(ksm_stats(), 'full_scans') or 0) < start + 2:
         time.sleep(0.2)
     ksm_set('run=0')
     time.sleep(0.3)
@@ -105,7 +107,7 @@ def run_job(g):
 def run_global(g):
     """samepage unmerge --all --force (safe run=2), timed; QMP latency on g."""
     s = ksm_stats()
-    amount = (ksm_value(s, 'pages_shared') or 0) + (ksm_value(s, 'pages_sharing') or 0)
+    amount = (stats_value(s, 'pages_shared') or 0) + (stats_value(s, 'pages_sharing') or 0)
     guest_before = g.backend_stats(exact=True)['merged-pages']
     q = g.second_qmp()
     try:

@@ -1,7 +1,7 @@
 """The base of samepage's guest tests, in the avocado_qemu style: a
 unittest.TestCase that boots real guests (scripts/make-guest) in the built
 QEMU through QEMU's own python/qemu (qemu.machine.QEMUMachine, QMP and the
-serial console), so taprunner.py, pytest or avocado can run the tests.
+serial console), so samepage_dev.taprunner, pytest or avocado can run the tests.
 
     SAMEPAGE_QEMU_VERSION   7.2 (default) or 10.0: which built QEMU
     SAMEPAGE_ACCEL          tcg (default) or kvm (used only if /dev/kvm
@@ -11,27 +11,28 @@ Every test saves all KSM knobs first and restores them last (samepage), shuts
 down every QEMU it started in tearDown, and removes the cgroups it made.
 SIGTERM (meson's timeout) puts the knobs back at once and stops the run.
 
-    SAMEPAGE_QEMU_VERSION=10.0 /usr/bin/python3 tests/pylib/taprunner.py tests/avocado/test_*.py
+    export PYTHONPATH=python
+    SAMEPAGE_QEMU_VERSION=10.0 /usr/bin/python3 -m samepage_dev.taprunner tests/avocado/test_*.py
     SAMEPAGE_QEMU_VERSION=7.2 /usr/bin/python3 -m pytest tests/avocado -k unmerge
 """
 import contextlib
 import os
 import signal
-import sys
 import threading
 import time
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-if os.path.join(HERE, '..', 'pylib') not in sys.path:
-    sys.path.insert(0, os.path.join(HERE, '..', 'pylib'))
-import samepage as sp  # noqa: E402  (tests/pylib)
+from samepage_dev.cli import host_stats, host_value, samepage
+from samepage_dev.guest import Guest, frozen, guest_accel
+from samepage_dev.knobs import ksm_knobs
+from samepage_dev.paths import MiB, PAGE
+from samepage_dev.testing import note, require_guest, require_qemu, require_root
+from samepage_dev.waits import wait_for
 
 VERSION = os.environ.get('SAMEPAGE_QEMU_VERSION', '7.2')
-MiB = sp.MiB
 GUEST_MIB = 256                 # every guest's RAM
 FILL_MIB = 64                   # what the fill workload writes
-FILL_PAGES = FILL_MIB * MiB // sp.PAGE
+FILL_PAGES = FILL_MIB * MiB // PAGE
 # Fill seeds of this run: KSM merges across the whole host, so seeds that
 # other guests of the same image may be using (7, ...) would let this test's
 # pages merge with theirs.
@@ -66,14 +67,14 @@ def _on_sigterm(signum, frame):
         return                  # once is enough: let the cleanup run
     _terminated.append(signum)
     if _saved_knobs.get('file'):
-        sp.samepage('restore', '--file', _saved_knobs['file'], check=False, timeout=5)
+        samepage('restore', '--file', _saved_knobs['file'], check=False, timeout=5)
     raise Terminated(f'signal {signum}: stopping')
 
 
 def knob_summary():
     """The knobs that decide whether ksmd scans, for failure messages:
     KSM is global, and other work on the host may change them."""
-    k = sp.host_stats()['knobs']
+    k = host_stats()['knobs']
     return ' '.join(f'{n}={k.get(n)}' for n in ('run', 'pages_to_scan', 'sleep_millisecs',
                                                  'smart_scan'))
 
@@ -84,15 +85,15 @@ class GuestTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        sp.require_root(cls)
+        require_root(cls)
         if (threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
             signal.signal(signal.SIGTERM, _on_sigterm)
-        cls.paths = sp.require_qemu(VERSION)
-        cls.guest_paths = sp.require_guest()
-        cls.accel, why = sp.guest_accel(cls.paths, cls.guest_paths)
+        cls.paths = require_qemu(VERSION)
+        cls.guest_paths = require_guest()
+        cls.accel, why = guest_accel(cls.paths, cls.guest_paths)
         if why:
-            sp.note(why)
+            note(why)
 
     def setUp(self):
         if _terminated:
@@ -100,10 +101,10 @@ class GuestTest(unittest.TestCase):
         self.guests = []
         self.interference = []      # what the test saw others do to KSM meanwhile
         # pages_to_scan is the kernel's own while the scan-time advisor runs.
-        have = sp.host_stats()['knobs']
+        have = host_stats()['knobs']
         advisor = {'advisor_mode': 'none'} if 'advisor_mode' in have else {}
         smart = NO_SMART_SCAN if 'smart_scan' in have else {}
-        knobs = sp.ksm_knobs(**advisor, **smart, **FAST_KSM)
+        knobs = ksm_knobs(**advisor, **smart, **FAST_KSM)
         _saved_knobs['file'] = knobs.__enter__()
         # Cleanups run after tearDown: the guests are gone when knobs return.
         self.addCleanup(_saved_knobs.clear)
@@ -113,13 +114,13 @@ class GuestTest(unittest.TestCase):
         for g in self.guests:
             g.shutdown()
         for what in self.interference:
-            sp.note(f'interference: {what}')
+            note(f'interference: {what}')
 
     def guest(self, name, **kw):
         """A launched guest (GUEST_MIB of memory-backend-ksm "m0" unless
         told otherwise), shut down in tearDown whatever happens."""
         kw.setdefault('mem', GUEST_MIB)
-        g = sp.Guest(self.paths, self.guest_paths, f'{name}-{os.getpid()}', accel=self.accel, **kw)
+        g = Guest(self.paths, self.guest_paths, f'{name}-{os.getpid()}', accel=self.accel, **kw)
         g.short = name
         self.guests.append(g)
         g.launch()
@@ -137,25 +138,25 @@ class GuestTest(unittest.TestCase):
 
     def wait_fill_merged(self, guests, seed, bid=None, timeout=180):
         """Until at least 98% of the fill of `seed` that each guest's
-        backend holds is merged (read by the test itself: sp.fill_census);
+        backend holds is merged (read by the test itself: pages.fill_census);
         returns the last census of each guest."""
         def merged():
             c = [g.fill_census(seed, bid) for g in guests]
             return all(x['fill'] and x['fill_ksm'] >= x['fill'] * 98 // 100 for x in c) and c
         try:
-            return sp.wait_for(merged, timeout, interval=1,
-                               what=f'the fill of seed {seed} to merge in ' +
-                               ', '.join(g.short for g in guests))
+            return wait_for(merged, timeout, interval=1,
+                            what=f'the fill of seed {seed} to merge in ' +
+                            ', '.join(g.short for g in guests))
         except AssertionError as e:
             raise AssertionError(f'{e}; knobs now {knob_summary()}') from None
 
     def wait_full_scans(self, n, timeout=120):
         """Until ksmd has completed n more full scans (counted across a
         reset of full_scans by someone's run=2)."""
-        state = {'last': sp.host_value('full_scans'), 'done': 0}
+        state = {'last': host_value('full_scans'), 'done': 0}
 
         def advanced():
-            now = sp.host_value('full_scans')
+            now = host_value('full_scans')
             if now < state['last']:
                 self.interference.append(f'full_scans went from {state["last"]} to {now}: '
                                          'something else wrote run=2 meanwhile')
@@ -163,21 +164,21 @@ class GuestTest(unittest.TestCase):
             state['last'] = now
             return state['done'] >= n
         try:
-            sp.wait_for(advanced, timeout, interval=0.2, what=f'{n} full KSM scans')
+            wait_for(advanced, timeout, interval=0.2, what=f'{n} full KSM scans')
         except AssertionError as e:
             raise AssertionError(f'{e}; knobs now {knob_summary()}') from None
 
     @contextlib.contextmanager
     def frozen(self, *guests):
-        """sp.frozen() (ksmd and the guests stopped), noting whether
+        """frozen() (ksmd and the guests stopped), noting whether
         something else on the host restarted ksmd or unmerged everything
         (run=2 resets full_scans) while the test looked."""
-        with sp.frozen(*guests):
-            before = sp.host_stats()
+        with frozen(*guests):
+            before = host_stats()
             try:
                 yield
             finally:
-                after = sp.host_stats()
+                after = host_stats()
                 if (after['knobs']['run'] != 0 or
                         after['counters']['full_scans'] < before['counters']['full_scans']):
                     self.interference.append(
@@ -202,9 +203,9 @@ class GuestTest(unittest.TestCase):
                                  (mine['ksm'], mine['zero'], mine['present']),
                                  f'{g.short}: query-ksm-stats vs pagemap/kpageflags')
                 return first
-            sp.note(f'{g.short}: figures moved while frozen ({first} -> {again}); knobs now '
-                    f'{knob_summary()}: again')
-            sp.samepage('set', 'run=0')
+            note(f'{g.short}: figures moved while frozen ({first} -> {again}); knobs now '
+                 f'{knob_summary()}: again')
+            samepage('set', 'run=0')
         self.fail(f'{g.short}: the figures never held still (is another KSM user running?)')
 
     def assert_alive(self, g):

@@ -22,10 +22,12 @@ import json
 import subprocess
 import time
 
-from common import ENV, GiB, MiB, PAGE, BenchError, ksm_set, load_note, log, median, \
-    percentile, settle_exited, table
-from guest import Guest, stop_all_guests
-from qmp import QMP
+from samepage_dev.bench.common import (ENV, BenchError, ksm_set, load_note, log, median,
+                                       percentile, table)
+from samepage_dev.knobs import settle_exited
+from samepage_dev.paths import PAGE, GiB, MiB
+from samepage_dev.bench.guest import Guest, stop_all_guests
+from samepage_dev.qmp import QMP
 
 
 class ProbeProcess:

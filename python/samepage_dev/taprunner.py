@@ -2,7 +2,7 @@
 """Run unittest test modules and report in TAP, one line per test case, so
 meson (protocol: 'tap') and scripts/test-summary count every case.
 
-    taprunner.py [-k PATTERN] module_or_file.py...
+    PYTHONPATH=python python3 -m samepage_dev.taprunner [-k PATTERN] file.py...
 """
 import argparse
 import importlib.util
@@ -106,11 +106,10 @@ def load(path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(prog='samepage_dev.taprunner', description=__doc__)
     ap.add_argument('-k', dest='pattern', help='only tests whose id contains this')
     ap.add_argument('files', nargs='+')
     args = ap.parse_args()
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
     suite = unittest.TestSuite()
     for f in args.files:

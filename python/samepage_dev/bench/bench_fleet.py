@@ -32,9 +32,10 @@ import subprocess
 import tempfile
 import time
 
-from common import ENV, BenchError, fmt, ksm_clean, ksm_set, ksm_stats, ksm_value, \
-    load_note, log, samepage, table
-from guest import Guest, start_all, stop_all_guests
+from samepage_dev.bench.common import (ENV, BenchError, fmt, ksm_clean, ksm_set, ksm_stats,
+                                       load_note, log, samepage, table)
+from samepage_dev.bench.guest import Guest, start_all, stop_all_guests
+from samepage_dev.cli import stats_value
 
 OVERLAPS = (0, 25, 50, 75, 100)
 SCAN = ('pages_to_scan=4000', 'sleep_millisecs=10')
@@ -74,8 +75,8 @@ def merged(c):
 
 def ksm_saving():
     s = ksm_stats()
-    return (ksm_value(s, 'pages_sharing') or 0) + (ksm_value(s, 'ksm_zero_pages') or 0), \
-        ksm_value(s, 'full_scans') or 0
+    return (stats_value(s, 'pages_sharing') or 0) + (stats_value(s, 'ksm_zero_pages') or 0), \
+        stats_value(s, 'full_scans') or 0
 
 
 def converge(timeout):

@@ -11,14 +11,10 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-MiB = 1 << 20
-GiB = 1 << 30
-PAGE = os.sysconf('SC_PAGE_SIZE')
+from samepage_dev import cli, knobs, procs
 
 
 class BenchError(Exception):
@@ -92,26 +88,10 @@ def register_pid(pid, what):
         _pids[pid] = what
 
 
-def pid_alive(pid):
-    try:
-        with open(f'/proc/{pid}/stat') as f:
-            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except (OSError, IndexError):
-        return False
-
-
 def stop_pid(pid, timeout=5.0):
     """Stop a process we started that is not our child (a daemon that forked),
     by its PID: SIGTERM, then SIGKILL after timeout."""
-    deadline = time.monotonic() + timeout
-    try:
-        os.kill(pid, signal.SIGTERM)
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    procs.stop_pid(pid, timeout)
     with _children_lock:
         _pids.pop(pid, None)
 
@@ -132,10 +112,9 @@ def stop_all():
 # ---- samepage -----------------------------------------------------------------
 
 def samepage(*args, check=True, timeout=120):
-    r = subprocess.run([ENV.samepage, *args], capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise BenchError(f'samepage {" ".join(args)} exited {r.returncode}: {r.stderr.strip()}')
-    return r
+    """This run's samepage (ENV.samepage, also $SAMEPAGE_CLI); BenchError
+    when it fails."""
+    return cli.samepage(*args, check=check, timeout=timeout, error=BenchError)
 
 
 def ksm_set(*assignments, check=True):
@@ -144,13 +123,6 @@ def ksm_set(*assignments, check=True):
 
 def ksm_stats():
     return json.loads(samepage('stats', '--json').stdout)
-
-
-def ksm_value(stats, name):
-    for section in ('counters', 'knobs', 'unknown'):
-        if name in stats.get(section, {}):
-            return stats[section][name]
-    return None
 
 
 def ksm_clean():
@@ -171,36 +143,24 @@ def ksm_clean():
     return out
 
 
-def settle_exited():
-    """tests/pylib's settle_exited with this run's samepage: let a running ksmd
-    drop the stopped guests' KSM metadata before run=0 may come back."""
-    os.environ.setdefault('SAMEPAGE_CLI', ENV.samepage or '')
-    pylib = os.path.join(ROOT, 'tests', 'pylib')
-    if pylib not in sys.path:
-        sys.path.insert(0, pylib)
-    import samepage
-    samepage.settle_exited()
-
-
 class KnobGuard:
     """Saves every KSM knob (samepage save) and restores it on exit, on failure,
     on SIGINT/SIGTERM.  The saved file survives a crash for `samepage restore`."""
 
     def __init__(self):
-        fd, self.path = tempfile.mkstemp(prefix='samepage-bench-knobs-')
-        os.close(fd)
-        samepage('save', '--file', self.path)
+        try:
+            self.path = knobs.save(prefix='samepage-bench-knobs-')
+        except AssertionError as e:
+            raise BenchError(str(e)) from None
         self.restored = False
         log(f'saved the KSM knobs in {self.path}')
 
     def restore(self):
         if self.restored:
             return
-        settle_exited()
-        r = samepage('restore', '--file', self.path, check=False)
+        r = knobs.restore(self.path)
         if r.returncode == 0:
             self.restored = True
-            os.unlink(self.path)
             log('restored the KSM knobs')
         else:
             log(f'WARNING: could not restore the KSM knobs ({r.stderr.strip()}); '

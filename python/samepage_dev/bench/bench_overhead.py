@@ -11,8 +11,8 @@ interleaved round by round; medians.
 import re
 import time
 
-from common import ENV, fmt, ksm_set, load_note, log, median, spawn, stop, table
-from guest import Guest
+from samepage_dev.bench.common import ENV, fmt, ksm_set, load_note, log, median, spawn, stop, table
+from samepage_dev.bench.guest import Guest
 
 CONFIGS = [('memory-backend-ksm', 'off'), ('memory-backend-ram', 'off'),
            ('memory-backend-ksm', 'on'), ('memory-backend-ram', 'on')]

@@ -4,7 +4,7 @@ same run, on one core."""
 import re
 import subprocess
 
-from common import ENV, BenchError, load_note, log
+from samepage_dev.bench.common import BenchError, ENV, load_note, log
 
 
 def run(opts):

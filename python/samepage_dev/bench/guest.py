@@ -1,16 +1,23 @@
 """The project's test guests (scripts/make-guest: the busybox one, or with
-image='debian' the real Debian 12 system) on the built QEMU, driven without
-QEMU's python package: a serial socket read by a thread that timestamps the
-console markers, and a QMP socket (bench/lib/qmp.py)."""
+image='debian' the real Debian 12 system) on the built QEMU, for the
+benchmarks: started as a plain process (registered for cleanup by PID,
+timed from just before it starts), without QEMU's python package, so that
+nothing runs between a QMP request and its answer but samepage_dev.qmp; its
+serial console (a socket QEMU waits for before it runs the guest) read by
+samepage_dev.console, whose line times give the boot and fill markers.
+With boot=False, a QEMU with only its memory backends (qtest accel)."""
+import re
 import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 
-from common import ENV, MiB, BenchError, log, spawn, stop
-from qmp import QMP
+from samepage_dev.bench.common import BenchError, ENV, log, spawn, stop
+from samepage_dev.paths import MiB
+from samepage_dev import pages
+from samepage_dev.console import Console
+from samepage_dev.qmp import QMP, query_ksm_stats_fresh
 
 
 class Guest:
@@ -40,10 +47,7 @@ class Guest:
         self.proc = None
         self.qmp = None
         self.t_start = None
-        self.markers = []            # (monotonic time, line)
-        self.console = []            # every console line (kept for errors)
-        self._cv = threading.Condition()
-        self._reader = None
+        self.console = None          # samepage_dev.console.Console, when booted
         self._sock = None
         self.qtest = None
 
@@ -95,8 +99,7 @@ class Guest:
                           stdout=open(f'{self.dir}/qemu.log', 'wb'), stderr=subprocess.STDOUT)
         if self.boot:
             self._sock = self._connect(f'{self.dir}/serial.sock')
-            self._reader = threading.Thread(target=self._read_console, daemon=True)
-            self._reader.start()
+            self.console = Console(self._sock, self.name).start()
         else:
             qtest_listener.settimeout(30)
             try:
@@ -159,6 +162,8 @@ class Guest:
             except Exception:
                 pass
             stop(self.proc)
+        if self.console:
+            self.console.stop()
         for s in (self._sock, self.qtest):
             if s:
                 s.close()
@@ -170,53 +175,28 @@ class Guest:
 
     # ---- console -------------------------------------------------------------------
 
-    def _read_console(self):
-        buf = b''
-        while True:
-            try:
-                chunk = self._sock.recv(65536)
-            except OSError:
-                chunk = b''
-            now = time.monotonic()
-            if not chunk:
-                with self._cv:
-                    self.markers.append((now, '<EOF>'))
-                    self._cv.notify_all()
-                return
-            buf += chunk
-            while b'\n' in buf:
-                line, _, buf = buf.partition(b'\n')
-                text = line.decode(errors='replace').strip()
-                with self._cv:
-                    self.console.append(text)
-                    if 'SAMEPAGE-' in text:
-                        self.markers.append((now, text[text.find('SAMEPAGE-'):]))
-                        self._cv.notify_all()
-                    elif 'fill: ' in text:   # after the shell prompt, on the same line
-                        self.markers.append((now, text[text.find('fill: '):]))
-
     def wait_marker(self, prefix, timeout):
-        """Monotonic time the console printed a line starting with prefix."""
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while True:
-                for t, text in self.markers:
-                    if text.startswith(prefix):
-                        return t
-                    if text.startswith(('SAMEPAGE-ERROR', 'SAMEPAGE-EXITED', '<EOF>')):
-                        raise BenchError(f'{self.name}: {text} while waiting for {prefix}; '
-                                         f'console: {" | ".join(self.console[-5:])}')
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise BenchError(f'{self.name}: no {prefix} within {timeout:.0f} s; console: '
-                                     f'{" | ".join(self.console[-5:])}')
-                self._cv.wait(min(left, 1.0))
+        """Monotonic time the console printed a line with prefix (a
+        SAMEPAGE-* marker, or "fill: " after the shell prompt); BenchError
+        when the workload ended (SAMEPAGE-ERROR, -EXITED) or QEMU did first."""
+        try:
+            i, m = self.console.wait_line(f'{re.escape(prefix)}|SAMEPAGE-(ERROR|EXITED)',
+                                          timeout, search=True,
+                                          alive=lambda: self.proc.poll() is None)
+        except AssertionError as e:
+            raise BenchError(str(e)) from None
+        if m.group(1):
+            raise BenchError(f'{self.name}: {self.console.lines[i][m.start():].strip()} while '
+                             f'waiting for {prefix}; '
+                             f'console: {" | ".join(self.console.lines[-5:])}')
+        return self.console.times[i]
 
     def marker_text(self, prefix):
-        with self._cv:
-            for _, text in self.markers:
-                if text.startswith(prefix):
-                    return text
+        """The first console line with prefix, from there on; or None."""
+        with self.console.cond:
+            for line in self.console.lines:
+                if prefix in line:
+                    return line[line.find(prefix):].strip()
         return None
 
     # ---- memory ----------------------------------------------------------------------
@@ -224,18 +204,10 @@ class Guest:
     def ram_range(self):
         """(start, end) of the guest RAM mapping in QEMU (/proc/PID/maps: the
         private anonymous mapping of exactly the backend's size)."""
-        size = self.mem_mib * MiB
-        found = []
-        with open(f'/proc/{self.pid}/maps') as f:
-            for line in f:
-                parts = line.split()
-                a, b = (int(x, 16) for x in parts[0].split('-'))
-                if len(parts) < 6 and b - a >= size:
-                    found.append((a, b))
-        exact = [r for r in found if r[1] - r[0] == size]
-        if not (exact or found):
+        r = pages.ram_range(self.pid, self.mem_mib * MiB)
+        if r is None:
             raise BenchError(f'{self.name}: no {self.mem_mib} MiB mapping in /proc/{self.pid}/maps')
-        return (exact or found)[0]
+        return r[0], r[0] + r[1]
 
     def qtest_cmd(self, line):
         self.qtest.sendall(line.encode() + b'\n')
@@ -252,14 +224,10 @@ class Guest:
     def backend_stats(self, exact=True, bid='m0'):
         """A backend's query-ksm-stats figures; exact: with counts from a
         walk (QEMU's worker thread) that started after this call."""
-        answer = self.qmp.cmd('query-ksm-stats')
-        t0 = time.monotonic()
-        while exact:
-            elapsed = int((time.monotonic() - t0) * 1000)
-            answer = self.qmp.cmd('query-ksm-stats', exact=True, **{'max-age': elapsed})
-            if answer['count'].get('age', elapsed + 1) <= elapsed:
-                break
-            time.sleep(0.002)
+        if exact:
+            answer = query_ksm_stats_fresh(lambda **a: self.qmp.cmd('query-ksm-stats', **a))
+        else:
+            answer = self.qmp.cmd('query-ksm-stats')
         for b in answer['backends']:
             if b['id'] == bid:
                 return b

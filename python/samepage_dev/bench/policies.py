@@ -12,8 +12,9 @@ import subprocess
 import tempfile
 import time
 
-from common import ENV, BenchError, PeerAbsent, ksm_set, pid_alive, register_pid, spawn, stop, \
-    stop_pid
+from samepage_dev.bench.common import (ENV, BenchError, PeerAbsent, ksm_set, register_pid, spawn,
+                                       stop, stop_pid)
+from samepage_dev.procs import pid_alive
 
 # The advisor's own defaults (mm/ksm.c), written back before each advisor
 # run so that what the host had before does not leak into the comparison.
