@@ -43,6 +43,7 @@ typedef struct {
     char *error;
     gint64 progress, total;
     gboolean dismissed;
+    gboolean lost;        /* the connection failed (QEMU may have died) */
 } JobEnd;
 
 static gint64 merging_pages(const KsmContext *ctx, pid_t pid)
@@ -77,6 +78,24 @@ static gboolean qemu_exited(const KsmContext *ctx, pid_t pid, const KsmTaskStat 
     }
     return now.state == 'Z' || now.state == 'X' ||
            (start->has_start_time && now.has_start_time && now.start_time != start->start_time);
+}
+
+/*
+ * Whether QEMU exited, waiting up to a second for it once the connection
+ * failed: the kernel closes a killed process's sockets (exit_files) before
+ * /proc shows it as a zombie (exit_notify, once a multi-threaded QEMU's
+ * other threads are gone too), so the connection may die while the task
+ * still looks alive.  CI saw exactly that with QEMU 7.2.
+ */
+static gboolean qemu_exited_soon(const KsmContext *ctx, pid_t pid, const KsmTaskStat *start)
+{
+    for (int i = 0; i < 100; i++) {
+        if (qemu_exited(ctx, pid, start)) {
+            return TRUE;
+        }
+        g_usleep(10 * 1000);
+    }
+    return qemu_exited(ctx, pid, start);
 }
 
 /*
@@ -138,6 +157,7 @@ static void wait_job(CliQmp *qmp, const char *job_id, guint timeout_s, JobEnd *e
 
         if (error) {
             end->result = "failed";
+            end->lost = g_error_matches(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED);
             end->error = g_strdup_printf("query-jobs: %s", error->message);
             return;
         }
@@ -296,6 +316,7 @@ int cli_guest_unmerge(CliQmp *qmp, const KsmContext *ctx, const char *kind,
             /* QEMU's headroom refusal says how much it needs and has. */
             end.result = g_error_matches(error, CLI_QMP_ERROR, CLI_QMP_ERROR_COMMAND)
                 ? "refused" : "failed";
+            end.lost = g_error_matches(error, CLI_QMP_ERROR, CLI_QMP_ERROR_FAILED);
             end.error = g_strdup(error->message);
         }
     } else {
@@ -309,7 +330,9 @@ int cli_guest_unmerge(CliQmp *qmp, const KsmContext *ctx, const char *kind,
         sigaction(SIGINT, &old_int, NULL);
         sigaction(SIGTERM, &old_term, NULL);
     }
-    if (know_task && strcmp(end.result, "failed") == 0 && qemu_exited(ctx, pid, &qemu_task)) {
+    if (know_task && strcmp(end.result, "failed") == 0 &&
+        (end.lost ? qemu_exited_soon(ctx, pid, &qemu_task)
+                  : qemu_exited(ctx, pid, &qemu_task))) {
         /* Say what happened first; the transport's view of it after. */
         char *why = g_strdup_printf("QEMU (pid %d) exited during the job, killed or crashed "
                                     "(%s); its memory, merged pages included, went with it: "
