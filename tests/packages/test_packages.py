@@ -248,6 +248,15 @@ def unit_exec_lines(path):
     return [(k, found[k]) for k in order if k in found]
 
 
+def catches(pid, sig):
+    """Whether process pid has a handler for sig (SigCgt of /proc/PID/status)."""
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith('SigCgt:'):
+                return bool(int(line.split()[1], 16) & (1 << (sig - 1)))
+    return False
+
+
 class TestPackages(unittest.TestCase):
     """One scenario, in order: each step needs the ones before it."""
     host = None
@@ -387,9 +396,11 @@ class TestPackages(unittest.TestCase):
             tune = subprocess.Popen(lines['ExecStart'], stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True)
             try:
-                # It takes over the knobs (advisor off, its own rate, ksmd on).
-                wait_for(lambda: knobs_now().get('run') == '1', 20,
-                         what='samepage tune starting ksmd')
+                # It takes over the knobs (advisor off, its own rate, ksmd on),
+                # and catches SIGUSR1 once its handler is in: run=1 alone
+                # says nothing where ksmd was already running.
+                wait_for(lambda: knobs_now().get('run') == '1' and catches(tune.pid, signal.SIGUSR1),
+                         20, what='samepage tune starting ksmd with its SIGUSR1 handler in')
                 reload = [a.replace('$MAINPID', str(tune.pid)) for a in lines['ExecReload']]
                 run(reload)
                 time.sleep(1)
