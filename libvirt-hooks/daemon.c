@@ -13,11 +13,48 @@
  *
  * Only when the hook had KSM on: a guest recorded (now gone) or the hook's
  * samepage tune recorded.  A host where KSM runs for other reasons and the
- * hook never had a guest is left alone.
+ * hook never had a guest is left alone.  And never while libvirt runs a
+ * mergeable guest the hook has no state for (state lost while libvirtd was
+ * down): libvirt runs the daemon hook before it reconnects to its guests,
+ * and their reconnect events rebuild the state; unmerging them first would
+ * undo their merging for nothing.
  */
 #include <string.h>
 
 #include "hook.h"
+
+/* A mergeable guest whose QEMU libvirt runs (its pid file and status XML in
+ * libvirt's run directory, the QEMU confirmed by its -uuid) but that the
+ * hook has no state for: its name, quoted, or NULL when there is none. */
+static char *unrecorded_mergeable_guest(HookEnv *env)
+{
+    const char *run_dir = env->store->libvirt_dir;
+    g_autoptr(GDir) dir = g_dir_open(run_dir, 0, NULL);
+    const char *entry;
+
+    while (dir && (entry = g_dir_read_name(dir))) {
+        if (!g_str_has_suffix(entry, ".pid")) {
+            continue;
+        }
+        g_autofree char *stem = g_strndup(entry, strlen(entry) - 4);
+        g_autofree char *file = g_strconcat(stem, ".xml", NULL);
+        g_autofree char *path = g_build_filename(run_dir, file, NULL);
+        gsize len = 0;
+        g_autofree char *xml = hook_read_trusted(path, 16 << 20, &len, NULL);
+        g_auto(HookPolicy) p;
+        hook_policy_init(&p);
+        if (!xml || !hook_policy_parse(xml, len, &p, NULL) || !p.mergeable) {
+            continue;   /* not a guest of ours, or not one that merges */
+        }
+        HookDomainState st = { 0 };
+        gboolean recorded = hook_state_read(env->store, p.uuid, &st, NULL);
+        hook_domain_state_clear(&st);
+        if (!recorded && hook_find_qemu(env->ctx, run_dir, p.name, p.uuid, NULL) > 0) {
+            return hook_quote(p.name ? p.name : "");
+        }
+    }
+    return NULL;
+}
 
 void hook_daemon_start_repair_locked(HookEnv *env)
 {
@@ -37,6 +74,13 @@ void hook_daemon_start_repair_locked(HookEnv *env)
     if (recorded == 0 && !tune_runs && !tune_died) {
         hook_log(HOOK_LOG_DEBUG, "libvirtd start: no mergeable guest recorded, KSM not the "
                  "hook's: nothing to repair");
+        return;
+    }
+    g_autofree char *unrecorded = unrecorded_mergeable_guest(env);
+    if (unrecorded) {
+        hook_log_host(HOOK_LOG_WARNING, "libvirtd start: no repair: mergeable domain '%s' runs "
+                      "but the hook has no state for it (lost while libvirtd was down?); "
+                      "libvirtd's reconnect records it again", unrecorded);
         return;
     }
     hook_log(HOOK_LOG_WARNING, "libvirtd start: repairing: no mergeable guest runs, but the "

@@ -551,6 +551,33 @@ static void test_daemon_start_leaves_alone(HookFixture *fx, gconstpointer data)
     hook_run_clear(&run);
 }
 
+/* The hook's state lost while libvirtd was down, its guest still running
+ * (libvirt runs the daemon hook before it reconnects): KSM and samepage
+ * tune are left for the reconnect, not unmerged from under the guest. */
+static void test_daemon_start_state_lost(HookFixture *fx, gconstpointer data)
+{
+    HookRun run = { 0 };
+    g_autofree char *lines = g_strdup_printf("scan=tune\nsamepage=%s\n", g_getenv("SAMEPAGE_CLI"));
+    g_autofree char *state = hook_fixture_state_file(fx, U_WEB);
+
+    hook_fixture_config(fx, lines);
+    start_web(fx, &run);
+    int tune = wait_tune_pid(fx, 0);
+    g_assert_cmpint(tune, >, 1);
+    g_assert_cmpint(g_unlink(state), ==, 0);
+
+    run_as(fx, "daemon.d", "-", "start", "-", "start", &run);
+    g_assert_cmpint(run.status, ==, 0);
+    hook_run_clear(&run);
+    g_autofree char *log = wait_log(fx, "libvirtd start: no repair");
+    hook_assert_contains(log, "mergeable domain 'web \\'a\\'' runs but the hook has no state");
+    hook_assert_lacks(log, "repairing");
+    g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
+    g_assert_cmpstr(runv, ==, "1");
+    g_assert_cmpint(tune_pid(fx), ==, tune);
+    kill_tune(fx, tune);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -566,6 +593,7 @@ int main(int argc, char **argv)
     HOOK_TEST("/hook/repair/lock-of-dead-process", test_lock_of_dead_process);
     HOOK_TEST("/hook/repair/daemon-start-repairs", test_daemon_start_repairs);
     HOOK_TEST("/hook/repair/daemon-start-leaves-alone", test_daemon_start_leaves_alone);
+    HOOK_TEST("/hook/repair/daemon-start-state-lost", test_daemon_start_state_lost);
     HOOK_TEST("/hook/repair/dead-tune-restarted", test_dead_tune_restarted);
     HOOK_TEST("/hook/repair/ksmtuned-warning", test_ksmtuned_warning);
     return g_test_run();
