@@ -19,6 +19,7 @@
  *   trust.c       may root read, run or append to this path (owners, modes, links)
  *   ksmtuned.c    is Debian's ksmtuned running (it would fight the hook over KSM)
  *   lifecycle.c   the decision for each libvirt operation
+ *   daemon.c      the repair at libvirtd's start (daemon.d/samepage-ksm)
  *   reconcile.c   bringing KSM in line with the state, inline or detached
  *   tune.c        scan=tune: the detached `samepage tune` for the guests' lifetime
  *   log.c         one line per decision: syslog, stderr, optional file
@@ -217,6 +218,8 @@ gboolean hook_state_read(HookStateStore *store, const char *uuid, HookDomainStat
  * runs, removed otherwise, and logged either way.  GPtrArray of
  * HookDomainState*. */
 GPtrArray *hook_state_list(HookStateStore *store, gboolean prune);
+/* How many <uuid>.state files there are, read or not, running or not. */
+guint hook_state_count(HookStateStore *store);
 void hook_domain_state_clear(HookDomainState *st);
 void hook_domain_state_free(HookDomainState *st);
 /* The last unmerge outcome (JSON), beside the domain files. */
@@ -279,6 +282,7 @@ typedef struct {
 typedef enum {
     HOOK_RECONCILE_ENSURE,   /* mergeable guests run: ksmd must run */
     HOOK_RECONCILE_UNMERGE,  /* a mergeable guest left: unmerge if it was the last */
+    HOOK_RECONCILE_DAEMON_START, /* libvirtd started: prune, unmerge if none left (daemon.c) */
 } HookReconcileWhy;
 
 /* With the host lock held: make KSM agree with the state. */
@@ -309,6 +313,12 @@ gboolean hook_tune_start(HookEnv *env, GError **error);
 gboolean hook_tune_kick(HookEnv *env, guint n_guests);
 /* SIGTERM if it runs, wait for it briefly, forget it. */
 void hook_tune_stop(HookEnv *env);
+
+/* daemon.c ---------------------------------------------------------------- */
+
+/* libvirtd started (lock held): prune the recorded guests whose QEMU is gone;
+ * none left while the hook had KSM on: the last guest's unmerge. */
+void hook_daemon_start_repair_locked(HookEnv *env);
 
 /* lifecycle.c ------------------------------------------------------------- */
 

@@ -14,6 +14,15 @@
  *
  * Operations the hook does not use exit 0 before reading anything: libvirt
  * runs every qemu.d hook for every event, and an idle hook must cost nothing.
+ *
+ * The same binary is libvirt's daemon hook, daemon.d/samepage-ksm, run as
+ * `daemon.d/samepage-ksm - start - start` when libvirtd starts (shutdown and
+ * reload too; those do nothing).  Which of the two a call is comes from the
+ * path libvirtd ran (argv[0], the hook's path in its hooks directory), never
+ * from the arguments: "-" is a valid domain name and "start" a qemu
+ * operation, so the arguments alone could be a guest's event.  libvirtd is
+ * the only one that runs what is in its hooks directories, and a qemu.d
+ * hook's argv[0] never has daemon.d as its directory.
  */
 #include <errno.h>
 #include <signal.h>
@@ -180,9 +189,78 @@ static int hook_main(const char *name, const char *op, const char *subop)
     return status;
 }
 
+/* Was this run as libvirt's daemon hook: HOOKS/daemon.d/NAME (libvirt >=
+ * 6.5), or HOOKS/daemon itself?  See the comment at the top. */
+static gboolean run_as_daemon_hook(const char *argv0)
+{
+    g_autofree char *dir = g_path_get_dirname(argv0);
+    g_autofree char *dir_name = g_path_get_basename(dir);
+    g_autofree char *name = g_path_get_basename(argv0);
+
+    return strcmp(dir_name, "daemon.d") == 0 ||
+           (strcmp(name, "daemon") == 0 && strcmp(dir_name, "hooks") == 0);
+}
+
+/*
+ * libvirtd's start.  libvirt 9.0 ignores the daemon start hook's exit status
+ * (remote_daemon.c: "should we abort the daemon startup if the script
+ * returned an error?"), but the hook exits 0 whatever happens, logging what
+ * went wrong, so no libvirt version ever fails to start because of it.  No
+ * stdin is read (libvirt passes none to daemon hooks).  Quick: the decision
+ * and any unmerge are in the detached child; libvirtd waits only for the fork.
+ */
+static int daemon_main(const char *object, const char *op, const char *subop,
+                       const char *extra)
+{
+    if (strcmp(object, "-") != 0 || strcmp(op, "start") != 0 || strcmp(subop, "-") != 0 ||
+        strcmp(extra, "start") != 0) {
+        return HOOK_EXIT_OK;   /* shutdown, reload: nothing to do */
+    }
+    gint64 started = g_get_monotonic_time();
+    signal(SIGPIPE, SIG_IGN);
+    umask(077);
+    hook_log_open(g_strcmp0(g_getenv("SAMEPAGE_HOOK_SYSLOG"), "0") != 0);
+    hook_log_set_domain(NULL, NULL);
+
+    g_autoptr(GError) error = NULL;
+    HookConfig cfg;
+    hook_config_init(&cfg);
+    if (!hook_config_load(&cfg, env_or("SAMEPAGE_HOOK_CONFIG", HOOK_CONFIG_PATH), &error)) {
+        /* As at a guest's stop: a typo must not keep the repair from running. */
+        hook_log(HOOK_LOG_ERROR, "libvirtd start: %s; using the defaults", error->message);
+        g_clear_error(&error);
+        hook_config_clear(&cfg);
+        hook_config_init(&cfg);
+        cfg.path = g_strdup(env_or("SAMEPAGE_HOOK_CONFIG", HOOK_CONFIG_PATH));
+    }
+    hook_log_set_level(cfg.log_level);
+    hook_log_set_file(cfg.log_file);
+
+    g_autoptr(KsmContext) ctx = ksm_context_new(g_getenv("SAMEPAGE_SYSFS_ROOT"),
+                                                g_getenv("SAMEPAGE_PROCFS_ROOT"));
+    HookStateStore store;
+    if (!hook_state_open(&store, env_or("SAMEPAGE_HOOK_STATE_DIR", HOOK_STATE_DIR),
+                         env_or("SAMEPAGE_LIBVIRT_RUN_DIR", HOOK_LIBVIRT_RUN_DIR), ctx, &error)) {
+        hook_log(HOOK_LOG_ERROR, "libvirtd start: no repair: %s", error->message);
+        hook_config_clear(&cfg);
+        return HOOK_EXIT_OK;
+    }
+    HookEnv env = { .cfg = &cfg, .store = &store, .ctx = ctx, .lock_path = NULL };
+    hook_state_detached_check(&store);
+    hook_reconcile_detached(&env, HOOK_RECONCILE_DAEMON_START);
+    hook_log(HOOK_LOG_DEBUG, "libvirtd start: exit 0 after %" G_GINT64_FORMAT " ms",
+             (g_get_monotonic_time() - started) / 1000);
+    hook_state_close(&store);
+    hook_config_clear(&cfg);
+    return HOOK_EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
     /* libvirtd's form: DOMAIN OPERATION SUB_OPERATION EXTRA, nothing else. */
+    if (argc == 5 && run_as_daemon_hook(argv[0])) {
+        return daemon_main(argv[1], argv[2], argv[3], argv[4]);
+    }
     if (argc == 5) {
         return hook_main(argv[1], argv[2], argv[3]);
     }

@@ -177,6 +177,10 @@ static void unmerge(HookEnv *env)
 
 void hook_reconcile_locked(HookEnv *env, HookReconcileWhy why)
 {
+    if (why == HOOK_RECONCILE_DAEMON_START) {
+        hook_daemon_start_repair_locked(env);   /* prunes, then UNMERGE below if due */
+        return;
+    }
     g_autoptr(GError) error = NULL;
     g_autoptr(GPtrArray) guests = hook_state_list(env->store, TRUE);
 
@@ -230,14 +234,16 @@ G_NORETURN static void detached_main(HookEnv *env, HookReconcileWhy why)
     }
     hook_log_set_stderr(FALSE);
     hook_log_open(g_strcmp0(g_getenv("SAMEPAGE_HOOK_SYSLOG"), "0") != 0);
-    const char *what = why == HOOK_RECONCILE_UNMERGE ? "unmerge" : "ksmd start";
+    /* DAEMON_START may end in an unmerge: a kill is reported as one. */
+    const char *what = why == HOOK_RECONCILE_ENSURE ? "ksmd start" : "unmerge";
     hook_state_detached_begin(env->store, what);
 
     gint64 wait_ms = env->cfg->unmerge_deadline_s * 1000 + DETACHED_LOCK_MARGIN_MS;
     KsmHostLock *lock = ksm_host_lock_acquire(env->lock_path, wait_ms, &error);
     if (!lock) {
         hook_log(HOOK_LOG_ERROR, "detached %s gave up: %s",
-                 why == HOOK_RECONCILE_UNMERGE ? "unmerge" : "ksmd start", error->message);
+                 why == HOOK_RECONCILE_DAEMON_START ? "libvirtd-start repair" : what,
+                 error->message);
         hook_state_detached_end(env->store, what);
         _exit(1);
     }
@@ -267,7 +273,9 @@ void hook_reconcile_detached(HookEnv *env, HookReconcileWhy why)
         }
         if (worker > 0) {
             hook_log(HOOK_LOG_INFO, "%s handed to detached child %d (outcome in the log)",
-                     why == HOOK_RECONCILE_UNMERGE ? "unmerge decision" : "ksmd start",
+                     why == HOOK_RECONCILE_UNMERGE ? "unmerge decision"
+                     : why == HOOK_RECONCILE_DAEMON_START ? "libvirtd-start repair"
+                     : "ksmd start",
                      (int)worker);
         }
         _exit(worker > 0 ? 0 : 1);

@@ -396,6 +396,23 @@ GPtrArray *hook_state_list(HookStateStore *store, gboolean prune)
     return list;
 }
 
+guint hook_state_count(HookStateStore *store)
+{
+    g_autoptr(GDir) dir = g_dir_open(store->dir, 0, NULL);
+    const char *entry;
+    guint n = 0;
+
+    while (dir && (entry = g_dir_read_name(dir))) {
+        char uuid[37];
+        if (!g_str_has_suffix(entry, SUFFIX)) {
+            continue;
+        }
+        g_autofree char *stem = g_strndup(entry, strlen(entry) - strlen(SUFFIX));
+        n += hook_uuid_normalize(stem, uuid) && strcmp(stem, uuid) == 0;
+    }
+    return n;
+}
+
 void hook_state_write_outcome(HookStateStore *store, const char *json)
 {
     g_autofree char *path = g_build_filename(store->dir, OUTCOME_FILE, NULL);

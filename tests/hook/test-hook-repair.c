@@ -4,7 +4,8 @@
  * beside Debian's ksmtuned (issue 10): corrupt state files, a malformed or
  * unreadable ksm.conf, a host lock whose holder died, a samepage tune killed
  * with SIGKILL, a running ksmtuned.  The next hook event notices, repairs and
- * says so; it never crashes or hangs.  Fake KSM and /proc trees, real
+ * says so; it never crashes or hangs.  libvirtd killed while the last guest
+ * stopped: its restart runs the daemon hook, which repairs.  Fake KSM and /proc trees, real
  * processes where the hook deals with real ones (the lock, samepage tune).
  */
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gio/gio.h>
 #include <glib/gstdio.h>
 
 #include "hook-fixture.h"
@@ -385,6 +387,197 @@ static void test_ksmtuned_warning(HookFixture *fx, gconstpointer data)
     hook_run_clear(&run);
 }
 
+
+/*
+ * Run the hook as libvirtd runs its daemon hooks: the binary's path in
+ * hooks_dir (a symlink to the built hook, as the install makes it), the
+ * four arguments, stdin empty (libvirt passes none).
+ */
+static void run_as(HookFixture *fx, const char *hooks_dir, const char *object, const char *op,
+                   const char *subop, const char *extra, HookRun *run)
+{
+    g_autofree char *dir = g_build_filename(fx->root, "hooks", hooks_dir, NULL);
+    g_autofree char *link = g_build_filename(dir, "samepage-ksm", NULL);
+    g_autoptr(GError) error = NULL;
+
+    g_assert_cmpint(g_mkdir_with_parents(dir, 0755), ==, 0);
+    if (!g_file_test(link, G_FILE_TEST_IS_SYMLINK)) {
+        g_assert_cmpint(symlink(g_getenv("SAMEPAGE_HOOK_BIN"), link), ==, 0);
+    }
+    g_autoptr(GSubprocessLauncher) launcher =
+        g_subprocess_launcher_new(G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                  G_SUBPROCESS_FLAGS_STDERR_PIPE);
+    g_subprocess_launcher_setenv(launcher, "SAMEPAGE_SYSFS_ROOT", fx->sysfs, TRUE);
+    g_subprocess_launcher_setenv(launcher, "SAMEPAGE_PROCFS_ROOT", fx->procfs, TRUE);
+    g_subprocess_launcher_setenv(launcher, "SAMEPAGE_HOOK_STATE_DIR", fx->state_dir, TRUE);
+    g_subprocess_launcher_setenv(launcher, "SAMEPAGE_HOOK_CONFIG", fx->config, TRUE);
+    g_subprocess_launcher_setenv(launcher, "SAMEPAGE_LOCK", fx->lock, TRUE);
+    g_subprocess_launcher_setenv(launcher, "SAMEPAGE_HOOK_SYSLOG", "0", TRUE);
+    g_subprocess_launcher_setenv(launcher, "SAMEPAGE_LIBVIRT_RUN_DIR", fx->libvirt_dir, TRUE);
+    gint64 start = g_get_monotonic_time();
+    g_autoptr(GSubprocess) proc = g_subprocess_launcher_spawn(launcher, &error, link, object,
+                                                              op, subop, extra, NULL);
+    g_assert_no_error(error);
+    g_assert_true(g_subprocess_communicate_utf8(proc, NULL, NULL, &run->out, &run->err,
+                                                &error));
+    g_assert_no_error(error);
+    run->elapsed_ms = (g_get_monotonic_time() - start) / 1000;
+    run->status = g_subprocess_get_exit_status(proc);
+}
+
+/* Wait (up to 20 s) for the log to have needle; the log if it never does. */
+static char *wait_log(HookFixture *fx, const char *needle)
+{
+    for (int i = 0; i < 2000; i++) {
+        char *log = hook_fixture_read_log(fx);
+        if (strstr(log, needle)) {
+            return log;
+        }
+        g_free(log);
+        g_usleep(10 * 1000);
+    }
+    return hook_fixture_read_log(fx);
+}
+
+/*
+ * libvirtd killed while the last mergeable guest stopped (the libvirt
+ * suite's test_10): the guest's QEMU is gone, its state stays, samepage
+ * tune runs on, and the restarted libvirtd runs no qemu event for it.  It
+ * runs `daemon.d/samepage-ksm - start - start`: the hook prunes the guest
+ * and does the last guest's unmerge, stops tune, exits 0 at once.
+ */
+static void test_daemon_start_repairs(HookFixture *fx, gconstpointer data)
+{
+    HookRun run = { 0 };
+    g_autofree char *lines = g_strdup_printf("scan=tune\nsamepage=%s\n", g_getenv("SAMEPAGE_CLI"));
+
+    hook_fixture_config(fx, lines);
+    start_web(fx, &run);
+    int tune = wait_tune_pid(fx, 0);
+    g_assert_cmpint(tune, >, 1);
+    hook_fixture_ksm_set(fx, "pages_shared", "100");
+    hook_fixture_ksm_set(fx, "pages_sharing", "400");
+    hook_fixture_qemu_exit(fx, 4242);   /* gone, and no stop event */
+
+    /* libvirtd's other daemon events, and the same arguments through
+     * qemu.d (a guest named "-"), do nothing. */
+    static const char *const others[][4] = {
+        { "daemon.d", "shutdown", "-", "shutdown" },
+        { "daemon.d", "reload", "begin", "SIGHUP" },
+        { "qemu.d", "start", "-", "start" },
+    };
+    for (guint i = 0; i < G_N_ELEMENTS(others); i++) {
+        run_as(fx, others[i][0], "-", others[i][1], others[i][2], others[i][3], &run);
+        g_assert_cmpint(run.status, ==, 0);
+        g_assert_cmpstr(run.err, ==, "");
+        hook_run_clear(&run);
+    }
+    g_assert_cmpuint(hook_fixture_n_state_files(fx), ==, 1);
+    g_assert_cmpint(tune_pid(fx), ==, tune);
+    g_autofree char *before = hook_fixture_read_log(fx);
+    hook_assert_lacks(before, "libvirtd start");
+
+    run_as(fx, "daemon.d", "-", "start", "-", "start", &run);
+    g_assert_cmpint(run.status, ==, 0);
+    g_assert_cmpint(run.elapsed_ms, <, 1500);   /* libvirtd waits only for the fork */
+    hook_assert_contains(run.err, "libvirtd-start repair handed to detached child");
+    hook_run_clear(&run);
+    g_autofree char *outcome = hook_fixture_wait_outcome(fx, 20000);
+    g_autofree char *log = wait_log(fx, "libvirtd start: repairing");
+    if (!outcome) {
+        g_error("no unmerge after the libvirtd start; the hook's log:\n%s", log);
+    }
+    hook_assert_contains(outcome, "\"result\":\"done\"");
+    g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
+    g_assert_cmpstr(runv, ==, "2");
+    g_assert_cmpuint(hook_fixture_n_state_files(fx), ==, 0);
+    for (int i = 0; i < 500 && !dead(tune); i++) {
+        g_usleep(10 * 1000);
+    }
+    g_assert_true(dead(tune));
+    hook_assert_contains(log, "state of domain 'web \\'a\\'' (" U_WEB ") is stale");
+    hook_assert_contains(log, "libvirtd start: repairing: no mergeable guest runs, but the hook "
+                              "still had 1 recorded");
+    hook_assert_contains(log, "samepage tune running");
+}
+
+/* At libvirtd's start a guest that runs keeps KSM on; a host where the hook
+ * never had a guest keeps the KSM its operator set; a broken ksm.conf or
+ * state directory never fails libvirtd's start. */
+static void test_daemon_start_leaves_alone(HookFixture *fx, gconstpointer data)
+{
+    HookRun run = { 0 };
+
+    /* Nothing recorded, ksmd on by the operator. */
+    hook_fixture_ksm_set(fx, "run", "1");
+    run_as(fx, "daemon.d", "-", "start", "-", "start", &run);
+    g_assert_cmpint(run.status, ==, 0);
+    hook_run_clear(&run);
+    g_autofree char *log = wait_log(fx, "nothing to repair");
+    hook_assert_contains(log, "no mergeable guest recorded");
+    g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
+    g_assert_cmpstr(runv, ==, "1");
+
+    /* A guest that still runs. */
+    start_web(fx, &run);
+    run_as(fx, "daemon.d", "-", "start", "-", "start", &run);
+    g_assert_cmpint(run.status, ==, 0);
+    hook_run_clear(&run);
+    g_free(log);
+    log = wait_log(fx, "1 mergeable guest(s) still run");
+    hook_assert_contains(log, "1 mergeable guest(s) still run (of 1 recorded)");
+    g_assert_cmpuint(hook_fixture_n_state_files(fx), ==, 1);
+    g_free(runv);
+    runv = hook_fixture_ksm_get(fx, "run");
+    g_assert_cmpstr(runv, ==, "1");
+
+    /* A malformed ksm.conf: exit 0, the defaults, said on stderr. */
+    g_assert_true(g_file_set_contents(fx->config, "[ksm\n", -1, NULL));
+    run_as(fx, "daemon.d", "-", "start", "-", "start", &run);
+    g_assert_cmpint(run.status, ==, 0);
+    hook_assert_contains(run.err, "using the defaults");
+    hook_run_clear(&run);
+
+    /* A symlink where the state directory should be: exit 0, no repair,
+     * said why. */
+    g_autofree char *moved = g_strconcat(fx->state_dir, ".moved", NULL);
+    g_assert_cmpint(g_rename(fx->state_dir, moved), ==, 0);
+    g_assert_cmpint(symlink(moved, fx->state_dir), ==, 0);
+    run_as(fx, "daemon.d", "-", "start", "-", "start", &run);
+    g_assert_cmpint(g_unlink(fx->state_dir), ==, 0);
+    g_assert_cmpint(g_rename(moved, fx->state_dir), ==, 0);
+    g_assert_cmpint(run.status, ==, 0);
+    hook_assert_contains(run.err, "libvirtd start: no repair:");
+    hook_run_clear(&run);
+}
+
+/* The hook's state lost while libvirtd was down, its guest still running
+ * (libvirt runs the daemon hook before it reconnects): KSM and samepage
+ * tune are left for the reconnect, not unmerged from under the guest. */
+static void test_daemon_start_state_lost(HookFixture *fx, gconstpointer data)
+{
+    HookRun run = { 0 };
+    g_autofree char *lines = g_strdup_printf("scan=tune\nsamepage=%s\n", g_getenv("SAMEPAGE_CLI"));
+    g_autofree char *state = hook_fixture_state_file(fx, U_WEB);
+
+    hook_fixture_config(fx, lines);
+    start_web(fx, &run);
+    int tune = wait_tune_pid(fx, 0);
+    g_assert_cmpint(tune, >, 1);
+    g_assert_cmpint(g_unlink(state), ==, 0);
+
+    run_as(fx, "daemon.d", "-", "start", "-", "start", &run);
+    g_assert_cmpint(run.status, ==, 0);
+    hook_run_clear(&run);
+    g_autofree char *log = wait_log(fx, "libvirtd start: no repair");
+    hook_assert_contains(log, "mergeable domain 'web \\'a\\'' runs but the hook has no state");
+    hook_assert_lacks(log, "repairing");
+    g_autofree char *runv = hook_fixture_ksm_get(fx, "run");
+    g_assert_cmpstr(runv, ==, "1");
+    g_assert_cmpint(tune_pid(fx), ==, tune);
+    kill_tune(fx, tune);
+}
+
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -398,6 +591,9 @@ int main(int argc, char **argv)
     HOOK_TEST("/hook/repair/corrupt-state-pruned", test_corrupt_state_pruned);
     HOOK_TEST("/hook/repair/bad-config-files", test_bad_config_files);
     HOOK_TEST("/hook/repair/lock-of-dead-process", test_lock_of_dead_process);
+    HOOK_TEST("/hook/repair/daemon-start-repairs", test_daemon_start_repairs);
+    HOOK_TEST("/hook/repair/daemon-start-leaves-alone", test_daemon_start_leaves_alone);
+    HOOK_TEST("/hook/repair/daemon-start-state-lost", test_daemon_start_state_lost);
     HOOK_TEST("/hook/repair/dead-tune-restarted", test_dead_tune_restarted);
     HOOK_TEST("/hook/repair/ksmtuned-warning", test_ksmtuned_warning);
     return g_test_run();
